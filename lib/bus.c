@@ -1,0 +1,273 @@
+/* SPDX-License-Identifier: MIT */
+/* Buses: creating, removing, joining, leaving, serving. */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include <ck_pr.h>
+
+#include "internal.h"
+#include "../shm/table.h"
+
+#define DEFAULT_PARTICIPANTS 64u
+#define DEFAULT_CONVERSATIONS 1024u
+#define DEFAULT_DEPTH 16u
+#define DEFAULT_MAX_MESSAGE 4096u
+#define DEFAULT_SPIN_NS 50000u
+#define MAX_SPIN_NS 1000000000u
+
+LMN_EXPORT int lmn_bus_create(const char *name, const struct lmn_bus_config *config)
+{
+	struct lmn_bus_config cfg = {0};
+	char path[PATH_MAX], tmp[PATH_MAX];
+	struct lmn__layout l;
+	struct statvfs vfs;
+	void *base;
+	int fd, r;
+
+	r = lmn__check_name(name);
+	if (r < 0)
+		return r;
+	if (config) {
+		cfg = *config;
+		for (size_t i = 0; i < sizeof(cfg.reserved) / sizeof(cfg.reserved[0]); i++)
+			if (cfg.reserved[i])
+				return -EINVAL;
+	}
+	if (cfg.mode & ~0777u)
+		return -EINVAL;
+	r = lmn__layout_compute(&l, cfg.participants ? cfg.participants : DEFAULT_PARTICIPANTS,
+				cfg.conversations ? cfg.conversations : DEFAULT_CONVERSATIONS,
+				cfg.ring_depth ? cfg.ring_depth : DEFAULT_DEPTH,
+				cfg.max_message ? cfg.max_message : DEFAULT_MAX_MESSAGE);
+	if (r < 0)
+		return r;
+	r = lmn__bus_path(path, sizeof(path), name, "");
+	if (r < 0)
+		return r;
+	r = lmn__bus_path(tmp, sizeof(tmp), name, ".");
+	if (r < 0 || strlen(tmp) + 7 >= sizeof(tmp))
+		return -ENAMETOOLONG;
+	if (access(path, F_OK) == 0)
+		return -EEXIST;
+	strcat(tmp, ".XXXXXX");
+
+	/* Build the segment under a temporary name and publish it with link(),
+	 * which fails if the name exists: nobody ever maps a half-made bus, and
+	 * of two simultaneous creators exactly one wins. */
+	fd = mkstemp(tmp);
+	if (fd < 0)
+		return -errno;
+	/* The file is sparse: pages are spent as conversations touch them.
+	 * Refuse a bus the file system could not hold, rather than have a
+	 * later touch fault. */
+	if (fstatvfs(fd, &vfs) == 0 && (uint64_t)vfs.f_bavail * vfs.f_frsize < l.total_size) {
+		r = -ENOSPC;
+		goto fail;
+	}
+	if (fchmod(fd, cfg.mode ? cfg.mode : 0600) < 0 || ftruncate(fd, (off_t)l.total_size) < 0) {
+		r = -errno;
+		goto fail;
+	}
+	base = mmap(NULL, sizeof(struct lmn__header), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (base == MAP_FAILED) {
+		r = -errno;
+		goto fail;
+	}
+	lmn__layout_init_header(&l, base, cfg.mode ? cfg.mode : 0600);
+	munmap(base, sizeof(struct lmn__header));
+	if (link(tmp, path) < 0) {
+		r = -errno;
+		goto fail;
+	}
+	unlink(tmp);
+	close(fd);
+	return 0;
+fail:
+	unlink(tmp);
+	close(fd);
+	return r;
+}
+
+LMN_EXPORT int lmn_bus_unlink(const char *name)
+{
+	char path[PATH_MAX];
+	int r = lmn__check_name(name);
+
+	if (r < 0)
+		return r;
+	r = lmn__bus_path(path, sizeof(path), name, "");
+	if (r < 0)
+		return r;
+	if (unlink(path) < 0)
+		return -errno;
+	return 0;
+}
+
+static uint32_t env_spin_ns(void)
+{
+	const char *s = getenv("LIMINAL_SPIN_NS");
+	char *end;
+	unsigned long v;
+
+	if (!s || !*s)
+		return DEFAULT_SPIN_NS;
+	errno = 0;
+	v = strtoul(s, &end, 10);
+	if (errno || *end || v > MAX_SPIN_NS)
+		return DEFAULT_SPIN_NS;
+	return (uint32_t)v;
+}
+
+static bool more_than_one_cpu(void)
+{
+	cpu_set_t set;
+
+	if (sysconf(_SC_NPROCESSORS_ONLN) < 2)
+		return false;
+	if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) < 2)
+		return false;
+	return true;
+}
+
+static int map_bus(const char *name, void **ret_base, struct lmn__layout *ret_l)
+{
+	char path[PATH_MAX];
+	struct stat st;
+	void *base;
+	int fd, r;
+
+	r = lmn__bus_path(path, sizeof(path), name, "");
+	if (r < 0)
+		return r;
+	fd = open(path, O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0) {
+		r = -errno;
+		close(fd);
+		return r;
+	}
+	if (st.st_size < (off_t)sizeof(struct lmn__header)) {
+		close(fd);
+		return -EBADMSG;
+	}
+	base = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	close(fd);
+	if (base == MAP_FAILED)
+		return -errno;
+	r = lmn__layout_validate(ret_l, base, (uint64_t)st.st_size);
+	if (r < 0) {
+		munmap(base, (size_t)st.st_size);
+		return r;
+	}
+	*ret_base = base;
+	return 0;
+}
+
+LMN_EXPORT int lmn_bus_join(const char *name, const char *self, lmn_bus **ret)
+{
+	struct lmn_bus *bus;
+	int r;
+
+	r = lmn__check_name(name);
+	if (r < 0)
+		return r;
+	r = lmn__check_name(self);
+	if (r < 0)
+		return r;
+	if (!ret)
+		return -EINVAL;
+	bus = calloc(1, sizeof(*bus));
+	if (!bus)
+		return -ENOMEM;
+	r = map_bus(name, &bus->base, &bus->l);
+	if (r < 0)
+		goto fail;
+	r = lmn__part_claim(&bus->l, bus->base, self, (int32_t)getpid(),
+			    lmn__proc_start_time(getpid()), &bus->self_idx, &bus->self_gen);
+	if (r < 0) {
+		munmap(bus->base, bus->l.total_size);
+		goto fail;
+	}
+	strcpy(bus->name, name);
+	strcpy(bus->self, self);
+	bus->spin_ns = env_spin_ns();
+	bus->can_spin = more_than_one_cpu();
+	bus->last_peer_cpu = -1;
+	pthread_mutex_init(&bus->lock, NULL);
+	*ret = bus;
+	return 0;
+fail:
+	free(bus);
+	return r;
+}
+
+LMN_EXPORT int lmn_bus_leave(lmn_bus *bus)
+{
+	if (!bus)
+		return 0;
+	pthread_mutex_lock(&bus->lock);
+	/* Conversations this process opened are closed and their slots given
+	 * back; the handles stay valid for lmn_conv_state() and lmn_conv_free(). */
+	while (bus->convs)
+		lmn__conv_detach(bus->convs);
+	pthread_mutex_unlock(&bus->lock);
+	lmn__serve_leave(bus);
+	lmn__part_release(&bus->l, bus->base, bus->self_idx, bus->self_gen);
+	munmap(bus->base, bus->l.total_size);
+	pthread_mutex_destroy(&bus->lock);
+	free(bus->pending);
+	free(bus->queued);
+	free(bus);
+	return 0;
+}
+
+LMN_EXPORT int lmn_bus_serve(lmn_bus *bus, const char *service)
+{
+	struct lmn__participant *p;
+	int r, free_slot = -1;
+
+	if (!bus)
+		return -EINVAL;
+	r = lmn__check_name(service);
+	if (r < 0)
+		return r;
+	p = lmn__part(&bus->l, bus->base, bus->self_idx);
+	pthread_mutex_lock(&bus->lock);
+	for (int s = 0; s < (int)LMN__SERVICES; s++) {
+		if (lmn__name_eq(p->services[s], service)) {
+			pthread_mutex_unlock(&bus->lock);
+			return 0;
+		}
+		if (free_slot < 0 && p->services[s][0] == '\0')
+			free_slot = s;
+	}
+	if (free_slot < 0) {
+		pthread_mutex_unlock(&bus->lock);
+		return -ENOSPC;
+	}
+	/* Write the tail first and the first byte last, with a store fence
+	 * between: a reader never matches a half-written name. */
+	memset(p->services[free_slot], 0, LMN__NAME_SIZE);
+	memcpy(p->services[free_slot] + 1, service + 1, strlen(service));
+	ck_pr_fence_store();
+	ck_pr_store_char(&p->services[free_slot][0], service[0]);
+	pthread_mutex_unlock(&bus->lock);
+	return 0;
+}
+
+LMN_EXPORT int lmn_bus_set_spin(lmn_bus *bus, uint32_t spin_ns)
+{
+	if (!bus || spin_ns > MAX_SPIN_NS)
+		return -EINVAL;
+	bus->can_spin = more_than_one_cpu();
+	ck_pr_store_32(&bus->spin_ns, spin_ns);
+	return 0;
+}

@@ -1,0 +1,121 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The process side of liminal: handles, and the helpers shared by the files
+ * of lib/.  Handles are process-local; only their indices and generations
+ * point into the segment.
+ */
+#ifndef LMN_LIB_INTERNAL_H
+#define LMN_LIB_INTERNAL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "liminal.h"
+#include "../shm/layout.h"
+
+#define LMN__BUFFERING UINT32_MAX
+
+struct lmn_bus {
+	void *base;
+	struct lmn__layout l;
+	char name[LMN_NAME_MAX + 1];
+	char self[LMN_NAME_MAX + 1];
+	uint32_t self_idx;
+	uint32_t self_gen;
+	uint32_t spin_ns;
+	bool can_spin;          /* more than one CPU to run on */
+	pthread_mutex_t lock;   /* guards everything below */
+	struct lmn_conv *convs; /* open conversation handles, for leave */
+	struct lmn_msg *msgs;   /* messages handed out and not released */
+	/* Conversations taken from the ready bitmap and not yet drained: a
+	 * FIFO of indices with a bitmap that keeps each in it at most once. */
+	uint32_t *pending;
+	uint64_t *queued;
+	uint32_t pend_head, pend_len;
+	uint32_t ready_cursor;
+	int32_t last_peer_cpu;
+	uint64_t served_total;
+};
+
+struct lmn_conv {
+	struct lmn_bus *bus; /* NULL once the bus was left */
+	uint32_t idx;
+	uint32_t gen;
+	uint32_t server; /* participant index, or LMN__BUFFERING */
+	uint32_t server_gen;
+	uint64_t deadline_ns;
+	uint64_t next_id;
+	bool closed;
+	struct lmn_conv_info final; /* state as of the close */
+	struct lmn_conv *prev, *next;
+};
+
+struct lmn_msg {
+	struct lmn_bus *bus;
+	uint32_t conv;
+	uint32_t conv_gen;
+	uint32_t cell;
+	int kind;
+	unsigned int flags;
+	uint64_t id;
+	uint32_t sender;
+	uint32_t len;
+	const void *data;
+	char sender_name[LMN_NAME_MAX + 1];
+	struct lmn_msg *prev, *next;
+};
+
+/* names.c */
+int lmn__check_name(const char *name);
+int lmn__bus_path(char *buf, size_t cap, const char *name, const char *prefix);
+uint64_t lmn__proc_start_time(pid_t pid);
+
+/* time */
+static inline uint64_t lmn__now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+static inline uint64_t lmn__realtime_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+/* The absolute CLOCK_MONOTONIC deadline of a call: the sooner of its own
+ * timeout (-1: none, 0: do not wait) and the conversation's, 0 for none. */
+uint64_t lmn__deadline(int timeout_ms, uint64_t conv_deadline_ns);
+
+/* wait.c: sleeping on a futex word until it changes or a deadline passes
+ * (0: none).  Returns 0 when woken or the word had moved on, -ETIMEDOUT. */
+int lmn__wait(uint32_t *word, uint32_t expected, uint64_t deadline_ns);
+void lmn__wake(uint32_t *word);
+/* Spin while cond(ctx) is false, for at most spin_ns; nonzero when cond
+ * came true. */
+int lmn__spin(uint32_t spin_ns, int (*cond)(void *), void *ctx);
+bool lmn__spin_pays(const struct lmn_bus *bus, int32_t peer_cpu);
+int lmn__current_cpu(void);
+
+/* wait_uring.c, wait_futex.c: the two backends. */
+int lmn__uring_probe(void);
+int lmn__uring_wait(uint32_t *word, uint32_t expected, uint64_t deadline_ns);
+int lmn__futex_wait(uint32_t *word, uint32_t expected, uint64_t deadline_ns);
+void lmn__futex_wake(uint32_t *word);
+
+/* conv.c */
+int lmn__conv_check(struct lmn_conv *conv, struct lmn__conv **ret);
+void lmn__conv_fill_info(struct lmn_conv *conv, struct lmn__conv *c, struct lmn_conv_info *ret);
+void lmn__conv_detach(struct lmn_conv *conv);
+int lmn__phase_step(uint32_t *phase, uint32_t to);
+void lmn__conv_end_server(const struct lmn__layout *l, void *base, uint32_t idx, uint32_t gen,
+			  uint32_t health);
+
+/* serve.c */
+void lmn__serve_leave(struct lmn_bus *bus);
+
+#endif

@@ -1,0 +1,269 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Sending and receiving on a conversation, initiator side.  The initiator is
+ * the one producer of the command channel and the one consumer of the inbox
+ * (of both, for a buffering conversation, which sends into its own inbox).
+ */
+#include <errno.h>
+#include <string.h>
+
+#include <ck_pr.h>
+
+#include "internal.h"
+#include "../shm/channel.h"
+#include "../shm/ready.h"
+#include "../shm/word.h"
+
+/* Why a call on this conversation cannot go on, or 0. */
+static int phase_error(uint32_t phase)
+{
+	switch (phase) {
+	case LMN__PHASE_CREATED:
+	case LMN__PHASE_ACTIVE:
+		return 0;
+	case LMN__PHASE_COMPLETING:
+	case LMN__PHASE_CLOSED:
+		return -EPIPE;
+	case LMN__PHASE_FAILED:
+		return -ECONNRESET;
+	default:
+		return -EUCLEAN;
+	}
+}
+
+/* Checks common to send and receive; the first of them activates. */
+static int enter(struct lmn_conv *conv, struct lmn__conv **ret)
+{
+	struct lmn__conv *c;
+	uint32_t phase;
+	int r;
+
+	if (conv->closed)
+		return -EPIPE;
+	r = lmn__conv_check(conv, &c);
+	if (r < 0)
+		return r;
+	phase = ck_pr_load_32(&c->phase);
+	if (phase == LMN__PHASE_CREATED) {
+		(void)lmn__phase_step(&c->phase, LMN__PHASE_ACTIVE);
+		phase = ck_pr_load_32(&c->phase);
+	}
+	*ret = c;
+	return phase_error(phase);
+}
+
+struct room_ctx {
+	struct lmn__conv *c;
+	struct lmn__channel *ch;
+};
+
+static int room_or_end(void *p)
+{
+	struct room_ctx *x = p;
+
+	return lmn__chan_has_room(x->ch) || phase_error(ck_pr_load_32(&x->c->phase)) ||
+	       ck_pr_load_32(&x->c->server_gone);
+}
+
+LMN_EXPORT int lmn_send(lmn_conv *conv, const void *data, size_t len, unsigned int flags)
+{
+	struct lmn_bus *bus;
+	struct lmn__channel *ch;
+	struct lmn__envelope *env;
+	struct lmn__conv *c;
+	unsigned dir;
+	uint32_t cell;
+	int r;
+
+	if (!conv || (!data && len) || (flags & ~LMN_SEND_NONBLOCK))
+		return -EINVAL;
+	r = enter(conv, &c);
+	if (r < 0)
+		return r;
+	bus = conv->bus;
+	if (len > bus->l.max_message)
+		return -EMSGSIZE;
+	if (conv->server != LMN__BUFFERING && ck_pr_load_32(&c->server_gone))
+		return -ECONNRESET;
+	dir = conv->server == LMN__BUFFERING ? 1 : 0;
+	ch = dir ? &c->inbox : &c->cmd;
+
+	for (;;) {
+		struct room_ctx x = {c, ch};
+		uint64_t deadline;
+		uint32_t expect;
+
+		r = lmn__chan_reserve(ch, lmn__ringbuf(&bus->l, bus->base, conv->idx, dir * 2 + 1),
+				      &bus->l, &cell);
+		if (r != -EAGAIN)
+			break;
+		if (flags & LMN_SEND_NONBLOCK)
+			return -EAGAIN;
+		/* Every cell is in use: wait for the consumer to give one back,
+		 * for as long as the conversation's own timeout allows. */
+		deadline = lmn__deadline(-1, conv->deadline_ns);
+		if (deadline && lmn__now_ns() >= deadline)
+			return -ETIMEDOUT;
+		expect = lmn__word_arm(&ch->free_word);
+		if (room_or_end(&x)) {
+			r = phase_error(ck_pr_load_32(&c->phase));
+			if (r < 0)
+				return r;
+			if (ck_pr_load_32(&c->server_gone))
+				return -ECONNRESET;
+			continue;
+		}
+		if (lmn__wait(&ch->free_word, expect, deadline) == -ETIMEDOUT)
+			return -ETIMEDOUT;
+		r = phase_error(ck_pr_load_32(&c->phase));
+		if (r < 0)
+			return r;
+	}
+	if (r < 0)
+		return r;
+
+	env = (struct lmn__envelope *)lmn__cell(&bus->l, bus->base, conv->idx, dir, cell);
+	env->id = ++conv->next_id;
+	env->correlation = 0;
+	env->time_ns = lmn__now_ns();
+	env->sender = bus->self_idx;
+	env->flags = 0;
+	env->length = (uint32_t)len;
+	if (len)
+		memcpy(env + 1, data, len);
+	r = lmn__chan_publish(ch, lmn__ringbuf(&bus->l, bus->base, conv->idx, dir * 2), &bus->l,
+			      cell);
+	if (r < 0)
+		return r;
+	ck_pr_store_64(&c->sent, c->sent + 1);
+	if (dir) {
+		if (lmn__word_signal(&ch->data_word))
+			lmn__wake(&ch->data_word);
+	} else {
+		struct lmn__participant *p = lmn__part(&bus->l, bus->base, conv->server);
+
+		ch->producer_cpu = lmn__current_cpu();
+		lmn__ready_mark(lmn__ready(&bus->l, bus->base, conv->server), &bus->l, conv->idx);
+		if (lmn__word_signal(&p->doorbell))
+			lmn__wake(&p->doorbell);
+	}
+	return 0;
+}
+
+struct data_ctx {
+	struct lmn__conv *c;
+};
+
+static int data_or_end(void *p)
+{
+	struct data_ctx *x = p;
+
+	return lmn__chan_has_data(&x->c->inbox) || ck_pr_load_32(&x->c->phase) > LMN__PHASE_ACTIVE ||
+	       ck_pr_load_32(&x->c->server_gone);
+}
+
+/* Copy out the oldest inbox message if there is one: its length, -EAGAIN
+ * when the inbox is empty, -EMSGSIZE (message kept) when it does not fit. */
+static ssize_t take_one(struct lmn_conv *conv, struct lmn__conv *c, void *buf, size_t cap)
+{
+	struct lmn_bus *bus = conv->bus;
+	struct lmn__envelope *env;
+	uint32_t cell, len;
+	int r;
+
+	r = lmn__chan_peek(&c->inbox, lmn__ringbuf(&bus->l, bus->base, conv->idx, 2), &bus->l,
+			   &cell);
+	if (r < 0)
+		return r;
+	env = (struct lmn__envelope *)lmn__cell(&bus->l, bus->base, conv->idx, 1, cell);
+	len = ck_pr_load_32(&env->length);
+	if (len > bus->l.max_message)
+		return -EBADMSG;
+	if (len > cap)
+		return -EMSGSIZE;
+	if (len)
+		memcpy(buf, env + 1, len);
+	r = lmn__chan_take(&c->inbox, lmn__ringbuf(&bus->l, bus->base, conv->idx, 2), &bus->l,
+			   &cell);
+	if (r < 0)
+		return r;
+	r = lmn__chan_give_back(&c->inbox, lmn__ringbuf(&bus->l, bus->base, conv->idx, 3),
+				&bus->l, cell);
+	if (r < 0)
+		return r;
+	if (lmn__word_signal(&c->inbox.free_word))
+		lmn__wake(&c->inbox.free_word);
+	ck_pr_store_64(&c->received, c->received + 1);
+	return len;
+}
+
+LMN_EXPORT ssize_t lmn_recv(lmn_conv *conv, void *buf, size_t cap, int timeout_ms)
+{
+	struct lmn__conv *c;
+	uint64_t deadline;
+	ssize_t r;
+	bool spun = false;
+
+	if (!conv || (!buf && cap) || timeout_ms < -1)
+		return -EINVAL;
+	r = enter(conv, &c);
+	/* A failed conversation still delivers what had arrived first. */
+	if (r < 0 && r != -ECONNRESET)
+		return r;
+	deadline = lmn__deadline(timeout_ms, conv->deadline_ns);
+
+	for (;;) {
+		struct data_ctx x = {c};
+		uint32_t expect, phase;
+		int32_t peer_cpu = -1;
+
+		r = take_one(conv, c, buf, cap);
+		if (r != -EAGAIN)
+			return r;
+		/* The inbox is empty: is there anything left to wait for? */
+		phase = ck_pr_load_32(&c->phase);
+		if (conv->closed || phase == LMN__PHASE_COMPLETING || phase == LMN__PHASE_CLOSED)
+			return -EPIPE;
+		if (phase == LMN__PHASE_FAILED ||
+		    (conv->server != LMN__BUFFERING && ck_pr_load_32(&c->server_gone))) {
+			/* A reply may have landed just before the failure. */
+			if (lmn__chan_has_data(&c->inbox))
+				continue;
+			return -ECONNRESET;
+		}
+		if (phase_error(phase))
+			return -EUCLEAN;
+		if (deadline && lmn__now_ns() >= deadline)
+			return -ETIMEDOUT;
+		if (!spun && conv->server != LMN__BUFFERING) {
+			spun = true;
+			peer_cpu = ck_pr_load_32((uint32_t *)&lmn__part(&conv->bus->l, conv->bus->base,
+								       conv->server)
+							  ->doorbell_cpu);
+			if (lmn__spin_pays(conv->bus, peer_cpu) &&
+			    lmn__spin(conv->bus->spin_ns, data_or_end, &x))
+				continue;
+		}
+		expect = lmn__word_arm(&c->inbox.data_word);
+		if (data_or_end(&x))
+			continue;
+		if (lmn__wait(&c->inbox.data_word, expect, deadline) == -ETIMEDOUT &&
+		    !data_or_end(&x))
+			return -ETIMEDOUT;
+	}
+}
+
+LMN_EXPORT ssize_t lmn_call(lmn_conv *conv, const void *req, size_t len, void *buf, size_t cap,
+			    int timeout_ms)
+{
+	int r;
+
+	if (!conv || (!req && len) || (!buf && cap) || timeout_ms < -1)
+		return -EINVAL;
+	if (conv->server == LMN__BUFFERING && conv->bus && len > cap)
+		return -EMSGSIZE;
+	r = lmn_send(conv, req, len, 0);
+	if (r < 0)
+		return r;
+	return lmn_recv(conv, buf, cap, timeout_ms);
+}

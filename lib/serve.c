@@ -1,0 +1,385 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The serving side: lmn_next() hands out requests from every conversation
+ * addressed to this participant, in place in their command-ring cells;
+ * lmn_reply() writes into the conversation's inbox; lmn_msg_release() gives
+ * the cell back.
+ *
+ * The server is the one consumer of each command channel and the one
+ * producer of each inbox.  The bus lock serializes those roles between the
+ * threads of this process, and is never held while sleeping.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <ck_pr.h>
+
+#include "internal.h"
+#include "../shm/channel.h"
+#include "../shm/ready.h"
+#include "../shm/table.h"
+#include "../shm/word.h"
+
+static void pend_push(void *p, uint32_t conv)
+{
+	struct lmn_bus *bus = p;
+	uint64_t bit = 1ull << (conv % 64);
+
+	if (bus->queued[conv / 64] & bit)
+		return;
+	bus->queued[conv / 64] |= bit;
+	bus->pending[(bus->pend_head + bus->pend_len) % bus->l.conversations] = conv;
+	bus->pend_len++;
+}
+
+static uint32_t pend_pop(struct lmn_bus *bus)
+{
+	uint32_t conv = bus->pending[bus->pend_head];
+
+	bus->pend_head = (bus->pend_head + 1) % bus->l.conversations;
+	bus->pend_len--;
+	bus->queued[conv / 64] &= ~(1ull << (conv % 64));
+	return conv;
+}
+
+static void msgs_add(struct lmn_bus *bus, struct lmn_msg *m)
+{
+	m->prev = NULL;
+	m->next = bus->msgs;
+	if (bus->msgs)
+		bus->msgs->prev = m;
+	bus->msgs = m;
+}
+
+static void msgs_del(struct lmn_bus *bus, struct lmn_msg *m)
+{
+	if (m->prev)
+		m->prev->next = m->next;
+	else
+		bus->msgs = m->next;
+	if (m->next)
+		m->next->prev = m->prev;
+}
+
+/* The server's part of a conversation is over: it saw the close and holds
+ * nothing.  Give back its reference, once. */
+static void server_done(struct lmn_bus *bus, struct lmn__conv *c, uint32_t idx, uint32_t gen)
+{
+	if (!ck_pr_cas_32(&c->server_gone, 0, 1))
+		return;
+	ck_pr_dec_32(&lmn__part(&bus->l, bus->base, bus->self_idx)->serving);
+	lmn__conv_unref(&bus->l, bus->base, idx, gen);
+}
+
+/* Take the next message of conversation idx, if it is ours and has one. */
+static int take_from(struct lmn_bus *bus, uint32_t idx, struct lmn_msg **ret)
+{
+	struct lmn__conv *c = lmn__conv_at(&bus->l, bus->base, idx);
+	uint64_t w = ck_pr_load_64(&c->slot);
+	struct lmn__envelope *env;
+	struct lmn_msg *m;
+	uint32_t phase, cell, len, gen = lmn__slot_gen(w);
+	int r;
+
+	if (lmn__slot_state(w) != LMN__SLOT_LIVE)
+		return -EAGAIN;
+	/* Orders the slot load before the loads of the entry's fields, which
+	 * the opener stored before publishing the slot. */
+	ck_pr_fence_load();
+	if (c->server != bus->self_idx || c->server_gen != bus->self_gen ||
+	    ck_pr_load_32(&c->server_gone))
+		return -EAGAIN;
+	/* The phase first: a close is published after the initiator's last
+	 * request, so an empty ring seen after a closed phase is final. */
+	phase = ck_pr_load_32(&c->phase);
+	ck_pr_fence_load();
+	r = lmn__chan_take(&c->cmd, lmn__ringbuf(&bus->l, bus->base, idx, 0), &bus->l, &cell);
+	if (r == -EAGAIN) {
+		if (phase < LMN__PHASE_COMPLETING || c->close_delivered)
+			return -EAGAIN;
+		m = calloc(1, sizeof(*m));
+		if (!m)
+			return -ENOMEM;
+		c->close_delivered = 1;
+		m->kind = LMN_MSG_CLOSED;
+		m->cell = UINT32_MAX;
+		m->data = "";
+		goto out;
+	}
+	if (r < 0)
+		return -EBADMSG;
+	env = (struct lmn__envelope *)lmn__cell(&bus->l, bus->base, idx, 0, cell);
+	len = ck_pr_load_32(&env->length);
+	if (len > bus->l.max_message) {
+		/* A damaged message is dropped, and its cell given back. */
+		(void)lmn__chan_give_back(&c->cmd, lmn__ringbuf(&bus->l, bus->base, idx, 1),
+					  &bus->l, cell);
+		return -EBADMSG;
+	}
+	m = calloc(1, sizeof(*m));
+	if (!m) {
+		/* Cannot hand it out: put nothing back out of order, drop it
+		 * the way a damaged one is dropped, and say why. */
+		(void)lmn__chan_give_back(&c->cmd, lmn__ringbuf(&bus->l, bus->base, idx, 1),
+					  &bus->l, cell);
+		return -ENOMEM;
+	}
+	m->kind = LMN_MSG_REQUEST;
+	m->cell = cell;
+	m->id = env->id;
+	m->flags = env->flags & LMN__ENV_REDELIVERED ? LMN_MSG_REDELIVERED : 0;
+	m->len = len;
+	m->data = env + 1;
+	c->server_held++;
+	ck_pr_store_64(&c->served, c->served + 1);
+	bus->last_peer_cpu = ck_pr_load_32((uint32_t *)&c->cmd.producer_cpu);
+out:
+	m->bus = bus;
+	m->conv = idx;
+	m->conv_gen = gen;
+	if (lmn__name_copy(m->sender_name, c->initiator_name) < 0)
+		m->sender_name[0] = '\0';
+	msgs_add(bus, m);
+	*ret = m;
+	return 0;
+}
+
+static int try_next(struct lmn_bus *bus, struct lmn_msg **ret)
+{
+	for (int round = 0; round < 2; round++) {
+		while (bus->pend_len) {
+			uint32_t idx = pend_pop(bus);
+			int r = take_from(bus, idx, ret);
+
+			if (r == 0) {
+				/* Back to the tail: it may hold more, and the
+				 * others get their turn first. */
+				if ((*ret)->kind == LMN_MSG_REQUEST)
+					pend_push(bus, idx);
+				return 0;
+			}
+			if (r != -EAGAIN)
+				return r;
+		}
+		if (!lmn__ready_take(lmn__ready(&bus->l, bus->base, bus->self_idx), &bus->l,
+				     &bus->ready_cursor, pend_push, bus))
+			return -EAGAIN;
+	}
+	return -EAGAIN;
+}
+
+struct ready_ctx {
+	struct lmn_bus *bus;
+};
+
+static int ready_now(void *p)
+{
+	struct lmn_bus *bus = ((struct ready_ctx *)p)->bus;
+
+	return lmn__ready_any(lmn__ready(&bus->l, bus->base, bus->self_idx), &bus->l);
+}
+
+LMN_EXPORT int lmn_next(lmn_bus *bus, lmn_msg **ret, int timeout_ms)
+{
+	struct lmn__participant *self;
+	struct ready_ctx x = {bus};
+	uint64_t deadline;
+	bool spun = false;
+	int r;
+
+	if (!bus || !ret || timeout_ms < -1)
+		return -EINVAL;
+	self = lmn__part(&bus->l, bus->base, bus->self_idx);
+	deadline = lmn__deadline(timeout_ms, 0);
+	pthread_mutex_lock(&bus->lock);
+	if (!bus->pending) {
+		bus->pending = calloc(bus->l.conversations, sizeof(*bus->pending));
+		bus->queued = calloc(bus->l.ready_leaf_words, sizeof(*bus->queued));
+		if (!bus->pending || !bus->queued) {
+			free(bus->pending);
+			free(bus->queued);
+			bus->pending = NULL;
+			bus->queued = NULL;
+			pthread_mutex_unlock(&bus->lock);
+			return -ENOMEM;
+		}
+	}
+	pthread_mutex_unlock(&bus->lock);
+
+	for (;;) {
+		uint32_t expect;
+
+		pthread_mutex_lock(&bus->lock);
+		r = try_next(bus, ret);
+		pthread_mutex_unlock(&bus->lock);
+		if (r == 0) {
+			self->doorbell_cpu = lmn__current_cpu();
+			return 0;
+		}
+		if (r != -EAGAIN)
+			return r;
+		if (deadline && lmn__now_ns() >= deadline)
+			return -ETIMEDOUT;
+		if (!spun) {
+			spun = true;
+			if (lmn__spin_pays(bus, bus->last_peer_cpu) &&
+			    lmn__spin(bus->spin_ns, ready_now, &x))
+				continue;
+		}
+		expect = lmn__word_arm(&self->doorbell);
+		if (ready_now(&x))
+			continue;
+		(void)lmn__wait(&self->doorbell, expect, deadline);
+	}
+}
+
+LMN_EXPORT int lmn_reply(lmn_msg *msg, const void *data, size_t len)
+{
+	struct lmn_bus *bus;
+	struct lmn__envelope *env;
+	struct lmn__conv *c;
+	uint32_t cell, phase;
+	int r;
+
+	if (!msg || (!data && len))
+		return -EINVAL;
+	if (msg->kind != LMN_MSG_REQUEST)
+		return -EINVAL;
+	bus = msg->bus;
+	if (len > bus->l.max_message)
+		return -EMSGSIZE;
+	c = lmn__conv_at(&bus->l, bus->base, msg->conv);
+	pthread_mutex_lock(&bus->lock);
+	if (ck_pr_load_64(&c->slot) != lmn__slot_word(msg->conv_gen, LMN__SLOT_LIVE)) {
+		r = -ESTALE;
+		goto out;
+	}
+	phase = ck_pr_load_32(&c->phase);
+	if (phase == LMN__PHASE_COMPLETING || phase == LMN__PHASE_CLOSED) {
+		r = -EPIPE;
+		goto out;
+	}
+	if (phase == LMN__PHASE_FAILED) {
+		r = -ECONNRESET;
+		goto out;
+	}
+	/* A server never waits for a client: a full inbox is the client's
+	 * problem, reported to the server as -EAGAIN. */
+	r = lmn__chan_reserve(&c->inbox, lmn__ringbuf(&bus->l, bus->base, msg->conv, 3), &bus->l,
+			      &cell);
+	if (r < 0)
+		goto out;
+	env = (struct lmn__envelope *)lmn__cell(&bus->l, bus->base, msg->conv, 1, cell);
+	env->id = c->replied + 1;
+	env->correlation = msg->id;
+	env->time_ns = lmn__now_ns();
+	env->sender = bus->self_idx;
+	env->flags = 0;
+	env->length = (uint32_t)len;
+	if (len)
+		memcpy(env + 1, data, len);
+	r = lmn__chan_publish(&c->inbox, lmn__ringbuf(&bus->l, bus->base, msg->conv, 2), &bus->l,
+			      cell);
+	if (r < 0)
+		goto out;
+	ck_pr_store_64(&c->replied, c->replied + 1);
+	if (lmn__word_signal(&c->inbox.data_word))
+		lmn__wake(&c->inbox.data_word);
+out:
+	pthread_mutex_unlock(&bus->lock);
+	return r;
+}
+
+/* Bus lock held. */
+static void release_locked(struct lmn_bus *bus, struct lmn_msg *msg)
+{
+	struct lmn__conv *c = lmn__conv_at(&bus->l, bus->base, msg->conv);
+
+	msgs_del(bus, msg);
+	if (ck_pr_load_64(&c->slot) != lmn__slot_word(msg->conv_gen, LMN__SLOT_LIVE))
+		return;
+	if (msg->kind == LMN_MSG_REQUEST) {
+		(void)lmn__chan_give_back(&c->cmd, lmn__ringbuf(&bus->l, bus->base, msg->conv, 1),
+					  &bus->l, msg->cell);
+		if (lmn__word_signal(&c->cmd.free_word))
+			lmn__wake(&c->cmd.free_word);
+		if (c->server_held)
+			c->server_held--;
+	} else {
+		c->close_released = 1;
+	}
+	if (c->close_released && !c->server_held)
+		server_done(bus, c, msg->conv, msg->conv_gen);
+}
+
+LMN_EXPORT int lmn_msg_release(lmn_msg *msg)
+{
+	struct lmn_bus *bus;
+
+	if (!msg)
+		return 0;
+	bus = msg->bus;
+	pthread_mutex_lock(&bus->lock);
+	release_locked(bus, msg);
+	pthread_mutex_unlock(&bus->lock);
+	free(msg);
+	return 0;
+}
+
+/* Leaving: messages still held are released (the handles stay allocated
+ * until lmn_msg_release, which then finds them detached), and every
+ * conversation this participant serves ends its server part. */
+void lmn__serve_leave(struct lmn_bus *bus)
+{
+	pthread_mutex_lock(&bus->lock);
+	while (bus->msgs) {
+		struct lmn_msg *m = bus->msgs;
+
+		release_locked(bus, m);
+		free(m);
+	}
+	pthread_mutex_unlock(&bus->lock);
+	lmn__part_begin_leave(&bus->l, bus->base, bus->self_idx, bus->self_gen);
+	for (uint32_t i = 0; i < bus->l.conversations; i++) {
+		struct lmn__conv *c = lmn__conv_at(&bus->l, bus->base, i);
+		uint64_t w = ck_pr_load_64(&c->slot);
+
+		if (lmn__slot_state(w) != LMN__SLOT_LIVE)
+			continue;
+		ck_pr_fence_load();
+		if (c->server == bus->self_idx && c->server_gen == bus->self_gen)
+			lmn__conv_end_server(&bus->l, bus->base, i, lmn__slot_gen(w),
+					     LMN__HEALTH_LEFT);
+	}
+}
+
+LMN_EXPORT const void *lmn_msg_data(const lmn_msg *msg)
+{
+	return msg ? msg->data : NULL;
+}
+
+LMN_EXPORT size_t lmn_msg_size(const lmn_msg *msg)
+{
+	return msg ? msg->len : 0;
+}
+
+LMN_EXPORT int lmn_msg_kind(const lmn_msg *msg)
+{
+	return msg ? msg->kind : -EINVAL;
+}
+
+LMN_EXPORT unsigned int lmn_msg_flags(const lmn_msg *msg)
+{
+	return msg ? msg->flags : 0;
+}
+
+LMN_EXPORT uint64_t lmn_msg_conv_id(const lmn_msg *msg)
+{
+	return msg ? ((uint64_t)msg->conv_gen << 32) | msg->conv : 0;
+}
+
+LMN_EXPORT const char *lmn_msg_sender(const lmn_msg *msg)
+{
+	return msg ? msg->sender_name : NULL;
+}

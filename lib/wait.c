@@ -1,0 +1,106 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Waiting: which backend sleeps, and the bounded spin before it.
+ *
+ * The backend is chosen once per process, at the first wait: io_uring's
+ * FUTEX_WAIT if the kernel takes it, else futex(2).  LIMINAL_WAIT=futex
+ * forces the fallback.  Wakes are always futex(2) FUTEX_WAKE on the shared
+ * (not private) futex: that reaches sleepers of both backends alike.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <ck_pr.h>
+
+#include "internal.h"
+
+enum { BACKEND_UNSET = 0, BACKEND_URING = 1, BACKEND_FUTEX = 2 };
+
+static int backend = BACKEND_UNSET;
+
+static int pick_backend(void)
+{
+	int b = ck_pr_load_int(&backend);
+	const char *env;
+
+	if (b != BACKEND_UNSET)
+		return b;
+	env = getenv("LIMINAL_WAIT");
+	if (env && strcmp(env, "futex") == 0)
+		b = BACKEND_FUTEX;
+	else
+		b = lmn__uring_probe() == 0 ? BACKEND_URING : BACKEND_FUTEX;
+	/* Any thread may race here; they all reach the same answer. */
+	ck_pr_store_int(&backend, b);
+	return b;
+}
+
+LMN_EXPORT const char *lmn_wait_backend(void)
+{
+	return pick_backend() == BACKEND_URING ? "io_uring" : "futex";
+}
+
+uint64_t lmn__deadline(int timeout_ms, uint64_t conv_deadline_ns)
+{
+	uint64_t d = 0;
+
+	if (timeout_ms >= 0)
+		d = lmn__now_ns() + (uint64_t)timeout_ms * 1000000ull;
+	if (conv_deadline_ns && (!d || conv_deadline_ns < d))
+		d = conv_deadline_ns;
+	return d;
+}
+
+int lmn__wait(uint32_t *word, uint32_t expected, uint64_t deadline_ns)
+{
+	if (pick_backend() == BACKEND_URING) {
+		int r = lmn__uring_wait(word, expected, deadline_ns);
+
+		if (r != -ENOSYS)
+			return r;
+		/* This thread could not get a ring (out of memory, locked
+		 * memory limits): sleep the plain way rather than fail. */
+	}
+	return lmn__futex_wait(word, expected, deadline_ns);
+}
+
+void lmn__wake(uint32_t *word)
+{
+	lmn__futex_wake(word);
+}
+
+int lmn__current_cpu(void)
+{
+	return sched_getcpu();
+}
+
+/* A spin can pay off only while the peer runs on another CPU: on one CPU
+ * the spinner would burn the very time slice the peer needs. */
+bool lmn__spin_pays(const struct lmn_bus *bus, int32_t peer_cpu)
+{
+	if (!bus->spin_ns || !bus->can_spin)
+		return false;
+	if (peer_cpu >= 0 && peer_cpu == lmn__current_cpu())
+		return false;
+	return true;
+}
+
+int lmn__spin(uint32_t spin_ns, int (*cond)(void *), void *ctx)
+{
+	uint64_t end = lmn__now_ns() + spin_ns;
+
+	for (;;) {
+		/* Look at the clock only every few rounds: reading it costs
+		 * more than a round. */
+		for (int i = 0; i < 32; i++) {
+			if (cond(ctx))
+				return 1;
+			ck_pr_stall();
+		}
+		if (lmn__now_ns() >= end)
+			return 0;
+	}
+}

@@ -1,0 +1,239 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The shared segment: everything here lives in memory that other processes
+ * write.  Only offsets, indices and counters are stored, because every
+ * process maps the segment at its own address.  Nothing read back from it is
+ * trusted: lmn__layout_validate() checks the header once at attach, and every
+ * index or length read later is checked where it is used.
+ */
+#ifndef LMN_SHM_LAYOUT_H
+#define LMN_SHM_LAYOUT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <ck_ring.h>
+
+#define LMN__MAGIC 0x6c696d696e616c31ull /* "liminal1" */
+#define LMN__LAYOUT_VERSION 1u
+#define LMN__CACHELINE 64u
+#define LMN__NAME_SIZE 64u
+#define LMN__SERVICES 8u
+
+#define LMN__MAX_PARTICIPANTS 4096u
+#define LMN__MAX_CONVERSATIONS (1u << 20)
+#define LMN__MAX_DEPTH 4096u
+#define LMN__MAX_MESSAGE (16u << 20)
+
+/* Slot states of participant and conversation entries.  The state and the
+ * generation share one 64-bit word so that one CAS claims a slot and bumps
+ * its generation together: a handle that remembers (index, generation) can
+ * never be mistaken for a later tenant of the same slot. */
+enum {
+	LMN__SLOT_FREE = 0,
+	LMN__SLOT_CLAIMED = 1, /* being set up by its claimer, not yet visible */
+	LMN__SLOT_LIVE = 2,
+	LMN__SLOT_CLOSING = 3, /* being torn down */
+};
+
+static inline uint64_t lmn__slot_word(uint32_t gen, uint32_t state)
+{
+	return ((uint64_t)gen << 32) | state;
+}
+static inline uint32_t lmn__slot_gen(uint64_t w) { return (uint32_t)(w >> 32); }
+static inline uint32_t lmn__slot_state(uint64_t w) { return (uint32_t)w; }
+
+/* Futex words carry a sequence in the upper 31 bits and, in bit 0, "someone
+ * sleeps on this word".  A producer pays for a wake system call only when that
+ * bit is set. */
+#define LMN__WORD_SLEEPER 1u
+#define LMN__WORD_SEQ 2u
+
+struct lmn__header {
+	uint64_t magic;
+	uint32_t version;
+	uint32_t header_size;
+	uint64_t total_size;
+	uint32_t participants;
+	uint32_t conversations;
+	uint32_t ring_depth;
+	uint32_t max_message;
+	uint32_t cell_size;
+	uint32_t mode;
+	uint64_t off_participants;
+	uint64_t off_ready;
+	uint64_t ready_stride;
+	uint64_t off_convs;
+	uint64_t off_cells;
+	int32_t creator_pid;
+	uint32_t pad0;
+	uint64_t created_ns; /* CLOCK_REALTIME */
+	/* Where to start looking for a free conversation slot.  Only a hint:
+	 * any value is safe, it is reduced modulo the table size. */
+	uint32_t conv_hint __attribute__((aligned(LMN__CACHELINE)));
+};
+
+/* One participant.  Written by its owner, except the state word, which
+ * others read and (for reclamation) may CAS. */
+struct lmn__participant {
+	uint64_t slot; /* gen | state */
+	int32_t pid;
+	uint32_t health;     /* enum lmn_health */
+	uint64_t start_time; /* field 22 of /proc/PID/stat */
+	uint64_t joined_ns;
+	uint64_t exit_ns;
+	char name[LMN__NAME_SIZE];
+	char services[LMN__SERVICES][LMN__NAME_SIZE];
+	/* Conversations served now; opens pick the live server with the
+	 * fewest.  Changed by openers (increment) and closers (decrement). */
+	uint32_t serving __attribute__((aligned(LMN__CACHELINE)));
+	/* The doorbell: a server blocked in lmn_next() sleeps on it; a sender
+	 * rings it after it marked its conversation ready. */
+	uint32_t doorbell __attribute__((aligned(LMN__CACHELINE)));
+	int32_t doorbell_cpu; /* CPU the server last ran on, a spin hint */
+} __attribute__((aligned(LMN__CACHELINE)));
+
+/* One direction of a conversation.  Cells are handed from producer to
+ * consumer through the data ring and back through the free ring; both rings
+ * are single-producer single-consumer, so a process killed at any
+ * instruction loses at most the cell it was filling or holding.  A ring
+ * carries cell indices, never pointers. */
+struct lmn__channel {
+	struct ck_ring data;    /* producer -> consumer: filled cells */
+	struct ck_ring free;    /* consumer -> producer: cells to reuse */
+	/* The consumer sleeps on data_word when data is empty. */
+	uint32_t data_word __attribute__((aligned(LMN__CACHELINE)));
+	int32_t consumer_cpu;
+	/* The producer sleeps on free_word when every cell is in use. */
+	uint32_t free_word __attribute__((aligned(LMN__CACHELINE)));
+	int32_t producer_cpu;
+} __attribute__((aligned(LMN__CACHELINE)));
+
+/* Message header at the start of every cell. */
+struct lmn__envelope {
+	uint64_t id;          /* per channel sequence number, from 1 */
+	uint64_t correlation; /* for a reply: the id of the request */
+	uint64_t time_ns;     /* CLOCK_MONOTONIC at send */
+	uint32_t sender;      /* participant index, or UINT32_MAX */
+	uint32_t flags;       /* LMN__ENV_* */
+	uint32_t length;      /* payload bytes that follow the header */
+	uint32_t pad[7];
+};
+_Static_assert(sizeof(struct lmn__envelope) == 64, "envelope is one cache line");
+
+#define LMN__ENV_REDELIVERED 0x1u
+
+/* Health values mirror enum lmn_health. */
+enum {
+	LMN__HEALTH_NONE = 0,
+	LMN__HEALTH_ALIVE = 1,
+	LMN__HEALTH_LEFT = 2,
+	LMN__HEALTH_CRASHED = 3,
+};
+
+/* Conversation phases mirror enum lmn_phase. */
+enum {
+	LMN__PHASE_CREATED = 1,
+	LMN__PHASE_ACTIVE = 2,
+	LMN__PHASE_COMPLETING = 3,
+	LMN__PHASE_CLOSED = 4,
+	LMN__PHASE_FAILED = 5,
+};
+
+struct lmn__conv {
+	uint64_t slot; /* gen | state */
+	uint32_t phase;
+	uint32_t policy;
+	uint32_t initiator;     /* participant index */
+	uint32_t initiator_gen; /* its generation when the conversation opened */
+	uint32_t server;        /* participant index, UINT32_MAX: buffering */
+	uint32_t server_gen;
+	uint64_t opened_ns;   /* CLOCK_REALTIME */
+	uint64_t deadline_ns; /* CLOCK_MONOTONIC, 0: none */
+	/* References: one for the initiator, one for the server.  Whoever
+	 * drops the last one returns the slot to the free state. */
+	uint32_t refs;
+	/* Set once (CAS 0 -> 1) by whoever ends the server's part: the server
+	 * itself when it leaves, or an opener that finds it gone.  Makes the
+	 * server's reference drop exactly once. */
+	uint32_t server_gone;
+	uint32_t server_health; /* enum lmn_health once gone */
+	uint64_t server_exit_ns;
+	int32_t initiator_pid;
+	int32_t server_pid;
+	char initiator_name[LMN__NAME_SIZE];
+	char server_name[LMN__NAME_SIZE];
+	/* Initiator-written counters. */
+	uint64_t sent __attribute__((aligned(LMN__CACHELINE)));
+	uint64_t received;
+	/* Server-written state. */
+	uint64_t served __attribute__((aligned(LMN__CACHELINE)));
+	uint64_t replied;
+	uint32_t server_held;     /* requests the server holds unreleased */
+	uint32_t close_delivered; /* the CLOSED notice was handed out */
+	uint32_t close_released;  /* and released */
+	struct lmn__channel cmd;  /* initiator -> server */
+	struct lmn__channel inbox; /* server -> initiator */
+} __attribute__((aligned(LMN__CACHELINE)));
+
+/* The process-local, validated description of a segment.  Every address the
+ * library computes comes from here, never from the segment itself. */
+struct lmn__layout {
+	uint64_t total_size;
+	uint32_t participants;
+	uint32_t conversations;
+	uint32_t ring_depth;
+	uint32_t ring_size; /* ck_ring size: a ring of n slots holds n - 1 */
+	uint32_t max_message;
+	uint32_t cell_size;
+	uint32_t ready_leaf_words;
+	uint32_t ready_summary_words;
+	uint64_t off_participants;
+	uint64_t off_ready;
+	uint64_t ready_stride;
+	uint64_t off_convs;
+	uint64_t off_ring_buffers; /* per conversation: 4 ring buffers */
+	uint64_t ring_buffers_stride;
+	uint64_t off_cells;
+};
+
+int lmn__layout_compute(struct lmn__layout *l, uint32_t participants, uint32_t conversations,
+			uint32_t depth, uint32_t max_message);
+void lmn__layout_init_header(const struct lmn__layout *l, void *base, uint32_t mode);
+int lmn__layout_validate(struct lmn__layout *ret, const void *base, uint64_t mapped_size);
+
+static inline struct lmn__header *lmn__hdr(void *base)
+{
+	return (struct lmn__header *)base;
+}
+static inline struct lmn__participant *lmn__part(const struct lmn__layout *l, void *base,
+						uint32_t i)
+{
+	return (struct lmn__participant *)((char *)base + l->off_participants) + i;
+}
+static inline struct lmn__conv *lmn__conv_at(const struct lmn__layout *l, void *base, uint32_t i)
+{
+	return (struct lmn__conv *)((char *)base + l->off_convs) + i;
+}
+static inline uint64_t *lmn__ready(const struct lmn__layout *l, void *base, uint32_t part)
+{
+	return (uint64_t *)((char *)base + l->off_ready + (uint64_t)part * l->ready_stride);
+}
+/* Ring buffers of one conversation: 0 cmd.data, 1 cmd.free, 2 inbox.data,
+ * 3 inbox.free; each ring_size entries. */
+static inline struct ck_ring_buffer *lmn__ringbuf(const struct lmn__layout *l, void *base,
+						  uint32_t conv, unsigned which)
+{
+	return (struct ck_ring_buffer *)((char *)base + l->off_ring_buffers +
+					 (uint64_t)conv * l->ring_buffers_stride) +
+	       (uint64_t)which * l->ring_size;
+}
+/* Cells of one direction (0 cmd, 1 inbox) of a conversation. */
+static inline char *lmn__cell(const struct lmn__layout *l, void *base, uint32_t conv,
+			      unsigned dir, uint32_t cell)
+{
+	uint64_t idx = ((uint64_t)conv * 2 + dir) * l->ring_depth + cell;
+	return (char *)base + l->off_cells + idx * l->cell_size;
+}
+
+#endif

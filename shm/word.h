@@ -1,0 +1,71 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The futex word protocol.  A word holds a sequence (upper 31 bits) and a
+ * sleeper bit (bit 0).  It is a Dekker handshake between a waiter and a
+ * signaller, each of which stores and then loads with a full fence between:
+ *
+ *   waiter:     set the sleeper bit (CAS); fence; look at the condition;
+ *               sleep only if it is still false, expecting word|sleeper.
+ *   signaller:  make the condition true; fence; load the word; if the
+ *               sleeper bit is set, bump the sequence and clear the bit, then
+ *               wake.
+ *
+ * Either the waiter sees the condition, or the signaller sees the bit; and a
+ * waiter that armed before a bump finds its expected value gone, so the
+ * kernel returns at once.  The signaller pays only a fence and a load when
+ * nobody sleeps.
+ *
+ * Who may call: anyone, concurrently; several waiters may share a word.
+ */
+#ifndef LMN_SHM_WORD_H
+#define LMN_SHM_WORD_H
+
+#include <stdint.h>
+
+#include <ck_pr.h>
+
+#include "layout.h"
+
+/* Waiter: announce a sleeper.  Returns the value to pass to the futex wait.
+ * The CAS is a full barrier on every architecture ck supports, which orders
+ * the bit before the caller's re-check of the condition. */
+static inline uint32_t lmn__word_arm(uint32_t *word)
+{
+	uint32_t w = ck_pr_load_32(word);
+
+	while (!(w & LMN__WORD_SLEEPER)) {
+		if (ck_pr_cas_32_value(word, w, w | LMN__WORD_SLEEPER, &w))
+			return w | LMN__WORD_SLEEPER;
+	}
+	ck_pr_fence_memory(); /* the bit was already set: still order our re-check */
+	return w;
+}
+
+/* Signaller: after making the condition true, returns nonzero when a wake
+ * system call is needed.  The fence orders the caller's stores (a ring tail,
+ * a phase) before the load of the sleeper bit. */
+static inline int lmn__word_signal(uint32_t *word)
+{
+	uint32_t w;
+
+	ck_pr_fence_memory();
+	w = ck_pr_load_32(word);
+	while (w & LMN__WORD_SLEEPER) {
+		if (ck_pr_cas_32_value(word, w, (w + LMN__WORD_SEQ) & ~LMN__WORD_SLEEPER, &w))
+			return 1;
+	}
+	return 0;
+}
+
+/* Signaller that must wake everyone whatever the bit says (close, failure):
+ * always bump, report whether anybody had announced sleep. */
+static inline int lmn__word_bump(uint32_t *word)
+{
+	uint32_t w = ck_pr_load_32(word);
+
+	while (!ck_pr_cas_32_value(word, w, (w + LMN__WORD_SEQ) & ~LMN__WORD_SLEEPER, &w))
+		;
+	return (w & LMN__WORD_SLEEPER) != 0;
+}
+
+#endif
