@@ -38,6 +38,9 @@ static int enter(struct lmn_conv *conv, struct lmn__conv **ret)
 	uint32_t phase;
 	int r;
 
+	/* A handle whose bus was left is stale, even though leaving closed it. */
+	if (!conv->bus)
+		return -ESTALE;
 	if (conv->closed)
 		return -EPIPE;
 	r = lmn__conv_check(conv, &c);

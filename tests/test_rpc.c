@@ -1,0 +1,488 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Request and reply across real processes: forked and exec'd participants,
+ * many conversations at once, many clients, several servers of a service,
+ * ring-full back-pressure, and what each side learns when the other closes
+ * or leaves.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+START_TEST(echo_across_processes)
+{
+	const char *bus_name = th_bus(16, 8, 1024);
+	struct th_echo e = {.bus = bus_name, .self = "server", .service = "echo", .max_closes = 1};
+	struct lmn_conv_config cfg = th_cfg(LMN_POLICY_FAIL);
+	struct lmn_conv_info info;
+	pid_t server = th_echo_start(&e);
+	lmn_bus *bus;
+	lmn_conv *conv;
+
+	ck_assert_int_eq(lmn_bus_join(bus_name, "client", &bus), 0);
+	ck_assert_int_eq(lmn_conv_open(bus, "echo", &cfg, &conv), 0);
+	for (int i = 0; i < 2000; i++) {
+		char req[1024], rep[1024];
+		size_t n = (size_t)(i % 1000) + 1;
+
+		memset(req, 'a' + i % 26, n);
+		req[0] = (char)i;
+		ck_assert_int_eq(lmn_call(conv, req, n, rep, sizeof(rep), TH_TIMEOUT_MS), (ssize_t)n);
+		ck_assert_mem_eq(rep, req, n);
+	}
+	ck_assert_int_eq(lmn_conv_state(conv, &info), 0);
+	ck_assert_uint_eq(info.sent, 2000);
+	ck_assert_uint_eq(info.received, 2000);
+	ck_assert_int_eq(info.phase, LMN_PHASE_ACTIVE);
+	ck_assert_uint_eq(info.n_participants, 2);
+	ck_assert_str_eq(info.participants[0].name, "client");
+	ck_assert_int_eq(info.participants[0].pid, getpid());
+	ck_assert_str_eq(info.participants[1].name, "server");
+	ck_assert_int_eq(info.participants[1].pid, server);
+	ck_assert_int_eq(info.participants[1].health, LMN_HEALTH_ALIVE);
+	/* The server learns of the close and exits 0 only then. */
+	ck_assert_int_eq(lmn_conv_close(conv), 0);
+	ck_assert_int_eq(th_wait(server, TH_TIMEOUT_MS), 0);
+	lmn_conv_free(conv);
+	lmn_bus_leave(bus);
+}
+END_TEST
+
+START_TEST(participant_as_target)
+{
+	const char *bus_name = th_bus(16, 8, 256);
+	struct th_echo e = {.bus = bus_name, .self = "alice", .max_closes = 1};
+	struct lmn_conv_config cfg = th_cfg(LMN_POLICY_COMPENSATE);
+	pid_t server = th_echo_start(&e);
+	lmn_bus *bus;
+	lmn_conv *conv;
+	char rep[8];
+
+	ck_assert_int_eq(lmn_bus_join(bus_name, "bob", &bus), 0);
+	ck_assert_int_eq(lmn_conv_open(bus, "alice", &cfg, &conv), 0);
+	ck_assert_int_eq(lmn_call(conv, "hi", 2, rep, sizeof(rep), TH_TIMEOUT_MS), 2);
+	ck_assert_mem_eq(rep, "hi", 2);
+	ck_assert_int_eq(lmn_conv_open(bus, "carol", &cfg, &(lmn_conv *){NULL}), -ENOENT);
+	lmn_conv_free(conv); /* free closes */
+	ck_assert_int_eq(th_wait(server, TH_TIMEOUT_MS), 0);
+	lmn_bus_leave(bus);
+}
+END_TEST
+
+/* Many conversations at once from one process, requests pipelined on each,
+ * replies checked in order per conversation. */
+START_TEST(many_conversations_pipelined)
+{
+	enum { CONVS = 24, DEPTH = 8, ROUNDS = 20 };
+	const char *bus_name = th_bus(32, DEPTH, 64);
+	struct th_echo e = {.bus = bus_name, .self = "server", .service = "echo",
+			    .max_closes = CONVS};
+	struct lmn_conv_config cfg = th_cfg(LMN_POLICY_FAIL);
+	pid_t server = th_echo_start(&e);
+	lmn_conv *convs[CONVS];
+	lmn_bus *bus;
+
+	ck_assert_int_eq(lmn_bus_join(bus_name, "client", &bus), 0);
+	for (int i = 0; i < CONVS; i++)
+		ck_assert_int_eq(lmn_conv_open(bus, "echo", &cfg, &convs[i]), 0);
+	for (uint32_t round = 0; round < ROUNDS; round++) {
+		for (int i = 0; i < CONVS; i++)
+			for (uint32_t k = 0; k < DEPTH; k++) {
+				uint32_t v[2] = {(uint32_t)i, round * DEPTH + k};
+
+				ck_assert_int_eq(lmn_send(convs[i], v, sizeof(v), 0), 0);
+			}
+		for (int i = 0; i < CONVS; i++)
+			for (uint32_t k = 0; k < DEPTH; k++) {
+				uint32_t v[2];
+
+				ck_assert_int_eq(lmn_recv(convs[i], v, sizeof(v), TH_TIMEOUT_MS),
+						 (ssize_t)sizeof(v));
+				ck_assert_uint_eq(v[0], (uint32_t)i);
+				ck_assert_uint_eq(v[1], round * DEPTH + k);
+			}
+	}
+	for (int i = 0; i < CONVS; i++)
+		ck_assert_int_eq(lmn_conv_free(convs[i]), 0);
+	ck_assert_int_eq(th_wait(server, TH_TIMEOUT_MS), 0);
+	lmn_bus_leave(bus);
+}
+END_TEST
+
+struct client_arg {
+	const char *bus;
+	int id;
+	int calls;
+};
+
+static int client_main(void *p)
+{
+	struct client_arg *a = p;
+	struct lmn_conv_config cfg = th_cfg(LMN_POLICY_FAIL);
+	lmn_bus *bus;
+	lmn_conv *conv;
+	char self[32];
+
+	snprintf(self, sizeof(self), "client%d", a->id);
+	if (lmn_bus_join(a->bus, self, &bus) < 0)
+		return 30;
+	if (lmn_conv_open(bus, "echo", &cfg, &conv) < 0)
+		return 31;
+	for (int i = 0; i < a->calls; i++) {
+		int req[2] = {a->id, i}, rep[2];
+
+		if (lmn_call(conv, req, sizeof(req), rep, sizeof(rep), TH_TIMEOUT_MS) != sizeof(rep))
+			return 32;
+		if (rep[0] != a->id || rep[1] != i)
+			return 33;
+	}
+	lmn_conv_free(conv);
+	lmn_bus_leave(bus);
+	return 0;
+}
+
+START_TEST(many_client_processes)
+{
+	enum { CLIENTS = 6 };
+	const char *bus_name = th_bus(32, 4, 64);
+	struct th_echo e = {.bus = bus_name, .self = "server", .service = "echo",
+			    .max_closes = CLIENTS};
+	pid_t server = th_echo_start(&e), pids[CLIENTS];
+	struct client_arg args[CLIENTS];
+
+	for (int i = 0; i < CLIENTS; i++) {
+		args[i] = (struct client_arg){bus_name, i, 500};
+		pids[i] = th_fork(client_main, &args[i]);
+	}
+	for (int i = 0; i < CLIENTS; i++)
+		ck_assert_int_eq(th_wait(pids[i], TH_TIMEOUT_MS * 2), 0);
+	ck_assert_int_eq(th_wait(server, TH_TIMEOUT_MS), 0);
+}
+END_TEST
+
+/* Two servers of one service: opens go to the one with fewer conversations. */
+START_TEST(service_balances_servers)
+{
+	const char *bus_name = th_bus(32, 4, 64);
+	struct th_echo a = {.bus = bus_name, .self = "s1", .service = "echo", .max_closes = 2};
+	struct th_echo b = {.bus = bus_name, .self = "s2", .service = "echo", .max_closes = 2};
+	struct lmn_conv_config cfg = th_cfg(LMN_POLICY_FAIL);
+	pid_t pa = th_echo_start(&a), pb = th_echo_start(&b);
+	lmn_conv *convs[4];
+	int on_s1 = 0, on_s2 = 0;
+	lmn_bus *bus;
+
+	ck_assert_int_eq(lmn_bus_join(bus_name, "client", &bus), 0);
+	for (int i = 0; i < 4; i++) {
+		struct lmn_conv_info info;
+		char rep[8];
+
+		ck_assert_int_eq(lmn_conv_open(bus, "echo", &cfg, &convs[i]), 0);
+		ck_assert_int_eq(lmn_call(convs[i], "ping", 4, rep, sizeof(rep), TH_TIMEOUT_MS), 4);
+		ck_assert_int_eq(lmn_conv_state(convs[i], &info), 0);
+		on_s1 += !strcmp(info.participants[1].name, "s1");
+		on_s2 += !strcmp(info.participants[1].name, "s2");
+	}
+	ck_assert_int_eq(on_s1, 2);
+	ck_assert_int_eq(on_s2, 2);
+	for (int i = 0; i < 4; i++)
+		lmn_conv_free(convs[i]);
+	ck_assert_int_eq(th_wait(pa, TH_TIMEOUT_MS), 0);
+	ck_assert_int_eq(th_wait(pb, TH_TIMEOUT_MS), 0);
+	lmn_bus_leave(bus);
+}
+END_TEST
+
+/* Participants that are separate programs, started with exec. */
+static pid_t exec_peer(char *const argv[])
+{
+	const char *peer = getenv("LMN_TEST_PEER");
+	pid_t pid;
+
+	ck_assert_ptr_nonnull(peer);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		execv(peer, argv);
+		_exit(127);
+	}
+	return pid;
+}
+
+START_TEST(exec_server_and_clients)
+{
+	const char *bus_name = th_bus(16, 4, 256);
+	const char *peer = getenv("LMN_TEST_PEER");
+	struct th_event ready;
+	char fd[16];
+	pid_t server, c1, c2;
+
+	ck_assert_ptr_nonnull(peer);
+	/* The ready pipe must survive exec: make it without O_CLOEXEC. */
+	ck_assert_int_eq(pipe(ready.fd), 0);
+	snprintf(fd, sizeof(fd), "%d", ready.fd[1]);
+	server = exec_peer((char *const[]){(char *)peer, "serve", (char *)bus_name, "srv",
+					    "reverse", "3", fd, NULL});
+	close(ready.fd[1]);
+	ck_assert_int_eq(th_event_await(&ready, TH_TIMEOUT_MS), 0);
+	c1 = exec_peer((char *const[]){(char *)peer, "call", (char *)bus_name, "c1", "reverse",
+					"300", NULL});
+	c2 = exec_peer((char *const[]){(char *)peer, "call", (char *)bus_name, "c2", "srv",
+					"300", NULL});
+	/* And this process as a third client. */
+	{
+		struct lmn_conv_config cfg = th_cfg(LMN_POLICY_FAIL);
+		lmn_bus *bus;
+		lmn_conv *conv;
+		char rep[8];
+
+		ck_assert_int_eq(lmn_bus_join(bus_name, "c3", &bus), 0);
+		ck_assert_int_eq(lmn_conv_open(bus, "reverse", &cfg, &conv), 0);
+		ck_assert_int_eq(lmn_call(conv, "abc", 3, rep, sizeof(rep), TH_TIMEOUT_MS), 3);
+		ck_assert_mem_eq(rep, "cba", 3);
+		lmn_conv_free(conv);
+		lmn_bus_leave(bus);
+	}
+	ck_assert_int_eq(th_wait(c1, TH_TIMEOUT_MS), 0);
+	ck_assert_int_eq(th_wait(c2, TH_TIMEOUT_MS), 0);
+	ck_assert_int_eq(th_wait(server, TH_TIMEOUT_MS), 0);
+}
+END_TEST
+
+/* A server that holds requests: the client's ring fills, a non-blocking
+ * send says -EAGAIN, a blocking one waits until the server lets go. */
+struct holder {
+	const char *bus;
+	struct th_event ready, full, drained;
+};
+
+static int holder_main(void *p)
+{
+	struct holder *h = p;
+	lmn_msg *held[4];
+	lmn_bus *bus;
+
+	if (lmn_bus_join(h->bus, "holder", &bus) < 0 || lmn_bus_serve(bus, "hold") < 0)
+		return 40;
+	th_event_fire(&h->ready);
+	for (int i = 0; i < 4; i++)
+		if (lmn_next(bus, &held[i], TH_TIMEOUT_MS) < 0 ||
+		    lmn_msg_kind(held[i]) != LMN_MSG_REQUEST)
+			return 41;
+	/* Wait until the client has seen its ring full, then let go. */
+	if (th_event_await(&h->full, TH_TIMEOUT_MS) < 0)
+		return 42;
+	for (int i = 0; i < 4; i++) {
+		if (*(const int *)lmn_msg_data(held[i]) != i)
+			return 43;
+		lmn_msg_release(held[i]);
+	}
+	/* The blocked send and the rest arrive, in order. */
+	for (int want = 4; want < 8; want++) {
+		lmn_msg *m;
+
+		if (lmn_next(bus, &m, TH_TIMEOUT_MS) < 0 || lmn_msg_kind(m) != LMN_MSG_REQUEST ||
+		    *(const int *)lmn_msg_data(m) != want)
+			return 44;
+		lmn_msg_release(m);
+	}
+	th_event_fire(&h->drained);
+	lmn_bus_leave(bus);
+	return 0;
+}
+
+START_TEST(ring_full_back_pressure)
+{
+	const char *bus_name = th_bus(4, 4, 64);
+	struct holder h = {.bus = bus_name};
+	struct lmn_conv_config cfg = th_cfg(LMN_POLICY_FAIL);
+	lmn_conv *conv;
+	lmn_bus *bus;
+	pid_t server;
+
+	th_event_new(&h.ready);
+	th_event_new(&h.full);
+	th_event_new(&h.drained);
+	server = th_fork(holder_main, &h);
+	ck_assert_int_eq(th_event_await(&h.ready, TH_TIMEOUT_MS), 0);
+	ck_assert_int_eq(lmn_bus_join(bus_name, "client", &bus), 0);
+	ck_assert_int_eq(lmn_conv_open(bus, "hold", &cfg, &conv), 0);
+	for (int i = 0; i < 4; i++)
+		ck_assert_int_eq(lmn_send(conv, &i, sizeof(i), 0), 0);
+	/* Four cells, all held by the server (or still in the ring): full. */
+	ck_assert_int_eq(lmn_send(conv, &(int){4}, sizeof(int), LMN_SEND_NONBLOCK), -EAGAIN);
+	th_event_fire(&h.full);
+	/* Blocks until the server releases a cell. */
+	for (int i = 4; i < 8; i++)
+		ck_assert_int_eq(lmn_send(conv, &i, sizeof(i), 0), 0);
+	ck_assert_int_eq(th_event_await(&h.drained, TH_TIMEOUT_MS), 0);
+	ck_assert_int_eq(th_wait(server, TH_TIMEOUT_MS), 0);
+	lmn_conv_free(conv);
+	lmn_bus_leave(bus);
+}
+END_TEST
+
+/* The server holds a request while the client closes: its reply is refused
+ * with -EPIPE, and it then gets the CLOSED notice. */
+struct late {
+	const char *bus;
+	struct th_event ready, got, closed;
+};
+
+static int late_main(void *p)
+{
+	struct late *l = p;
+	lmn_msg *m, *n;
+	lmn_bus *bus;
+
+	if (lmn_bus_join(l->bus, "late", &bus) < 0 || lmn_bus_serve(bus, "late") < 0)
+		return 50;
+	th_event_fire(&l->ready);
+	if (lmn_next(bus, &m, TH_TIMEOUT_MS) < 0 || lmn_msg_kind(m) != LMN_MSG_REQUEST)
+		return 51;
+	if (strcmp(lmn_msg_sender(m), "client") != 0 || lmn_msg_conv_id(m) == 0)
+		return 52;
+	th_event_fire(&l->got);
+	if (th_event_await(&l->closed, TH_TIMEOUT_MS) < 0)
+		return 53;
+	if (lmn_reply(m, "late", 4) != -EPIPE)
+		return 54;
+	if (lmn_next(bus, &n, TH_TIMEOUT_MS) < 0 || lmn_msg_kind(n) != LMN_MSG_CLOSED ||
+	    lmn_msg_conv_id(n) != lmn_msg_conv_id(m))
+		return 55;
+	lmn_msg_release(m);
+	lmn_msg_release(n);
+	/* Nothing more: the conversation is over for the server too. */
+	if (lmn_next(bus, &n, 50) != -ETIMEDOUT)
+		return 56;
+	lmn_bus_leave(bus);
+	return 0;
+}
+
+START_TEST(reply_after_close_and_close_notice)
+{
+	const char *bus_name = th_bus(4, 4, 64);
+	struct late l = {.bus = bus_name};
+	struct lmn_conv_config cfg = th_cfg(LMN_POLICY_FAIL);
+	lmn_conv *conv;
+	lmn_bus *bus;
+	pid_t server;
+
+	th_event_new(&l.ready);
+	th_event_new(&l.got);
+	th_event_new(&l.closed);
+	server = th_fork(late_main, &l);
+	ck_assert_int_eq(th_event_await(&l.ready, TH_TIMEOUT_MS), 0);
+	ck_assert_int_eq(lmn_bus_join(bus_name, "client", &bus), 0);
+	ck_assert_int_eq(lmn_conv_open(bus, "late", &cfg, &conv), 0);
+	ck_assert_int_eq(lmn_send(conv, "q", 1, 0), 0);
+	ck_assert_int_eq(th_event_await(&l.got, TH_TIMEOUT_MS), 0);
+	ck_assert_int_eq(lmn_conv_close(conv), 0);
+	th_event_fire(&l.closed);
+	ck_assert_int_eq(th_wait(server, TH_TIMEOUT_MS), 0);
+	lmn_conv_free(conv);
+	lmn_bus_leave(bus);
+}
+END_TEST
+
+/* A server that leaves while a client waits: the client wakes at once;
+ * under FAIL the conversation fails, under COMPENSATE it stays as it was. */
+struct leaver {
+	const char *bus;
+	struct th_event ready, go;
+};
+
+static int leaver_main(void *p)
+{
+	struct leaver *l = p;
+	lmn_bus *bus;
+	lmn_msg *m;
+
+	if (lmn_bus_join(l->bus, "leaver", &bus) < 0 || lmn_bus_serve(bus, "svc") < 0)
+		return 60;
+	th_event_fire(&l->ready);
+	/* Take the request, answer the first, then leave without answering
+	 * the second. */
+	if (lmn_next(bus, &m, TH_TIMEOUT_MS) < 0 || lmn_reply(m, "r1", 2) < 0)
+		return 61;
+	lmn_msg_release(m);
+	if (lmn_next(bus, &m, TH_TIMEOUT_MS) < 0)
+		return 62;
+	if (th_event_await(&l->go, TH_TIMEOUT_MS) < 0)
+		return 63;
+	lmn_bus_leave(bus);
+	return 0;
+}
+
+static void server_leaves(enum lmn_policy policy, enum lmn_phase after)
+{
+	const char *bus_name = th_bus(4, 4, 64);
+	struct leaver l = {.bus = bus_name};
+	struct lmn_conv_config cfg = th_cfg(policy);
+	struct lmn_conv_info info;
+	lmn_conv *conv;
+	lmn_bus *bus;
+	pid_t server;
+	char rep[8];
+
+	th_event_new(&l.ready);
+	th_event_new(&l.go);
+	server = th_fork(leaver_main, &l);
+	ck_assert_int_eq(th_event_await(&l.ready, TH_TIMEOUT_MS), 0);
+	ck_assert_int_eq(lmn_bus_join(bus_name, "client", &bus), 0);
+	ck_assert_int_eq(lmn_conv_open(bus, "svc", &cfg, &conv), 0);
+	ck_assert_int_eq(lmn_send(conv, "q1", 2, 0), 0);
+	ck_assert_int_eq(lmn_send(conv, "q2", 2, 0), 0);
+	th_event_fire(&l.go);
+	/* The reply that landed first is still delivered, then the error. */
+	ck_assert_int_eq(lmn_recv(conv, rep, sizeof(rep), TH_TIMEOUT_MS), 2);
+	ck_assert_mem_eq(rep, "r1", 2);
+	ck_assert_int_eq(lmn_recv(conv, rep, sizeof(rep), TH_TIMEOUT_MS), -ECONNRESET);
+	ck_assert_int_eq(th_wait(server, TH_TIMEOUT_MS), 0);
+	ck_assert_int_eq(lmn_conv_state(conv, &info), 0);
+	ck_assert_int_eq(info.phase, after);
+	ck_assert_int_eq(info.participants[1].health, LMN_HEALTH_LEFT);
+	ck_assert_uint_ne(info.participants[1].exit_ns, 0);
+	ck_assert_int_eq(lmn_send(conv, "q3", 2, 0), -ECONNRESET);
+	lmn_conv_free(conv);
+	lmn_bus_leave(bus);
+}
+
+START_TEST(server_leaves_fail)
+{
+	server_leaves(LMN_POLICY_FAIL, LMN_PHASE_FAILED);
+}
+END_TEST
+
+START_TEST(server_leaves_compensate)
+{
+	server_leaves(LMN_POLICY_COMPENSATE, LMN_PHASE_ACTIVE);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("rpc");
+	TCase *tc = tcase_create("rpc");
+
+	tcase_add_checked_fixture(tc, th_setup, th_teardown);
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, echo_across_processes);
+	tcase_add_test(tc, participant_as_target);
+	tcase_add_test(tc, many_conversations_pipelined);
+	tcase_add_test(tc, many_client_processes);
+	tcase_add_test(tc, service_balances_servers);
+	tcase_add_test(tc, exec_server_and_clients);
+	tcase_add_test(tc, ring_full_back_pressure);
+	tcase_add_test(tc, reply_after_close_and_close_notice);
+	tcase_add_test(tc, server_leaves_fail);
+	tcase_add_test(tc, server_leaves_compensate);
+	suite_add_tcase(s, tc);
+	return th_run(s);
+}
