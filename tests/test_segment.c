@@ -1,0 +1,271 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Never trust the segment: a damaged header, ring, cell index, envelope,
+ * phase, name or ready bitmap is an error for the call that meets it, never
+ * a crash, an out-of-bounds access or an endless loop.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <ck_pr.h>
+
+#include "harness.h"
+#include "../lib/internal.h"
+#include "../shm/table.h"
+
+static void *map_file(const char *name, size_t *size, int *fd_out)
+{
+	char path[PATH_MAX];
+	struct stat st;
+	void *p;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/liminal.%s", getenv("LIMINAL_DIR"), name);
+	fd = open(path, O_RDWR);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(fstat(fd, &st), 0);
+	p = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	ck_assert_ptr_ne(p, MAP_FAILED);
+	*size = (size_t)st.st_size;
+	*fd_out = fd;
+	return p;
+}
+
+static int join_after(const char *name, void (*damage)(struct lmn__header *h, int fd))
+{
+	size_t size;
+	int fd, r;
+	struct lmn__header *h = map_file(name, &size, &fd);
+	lmn_bus *bus = NULL;
+
+	damage(h, fd);
+	munmap(h, size);
+	close(fd);
+	r = lmn_bus_join(name, "victim", &bus);
+	if (r == 0)
+		lmn_bus_leave(bus);
+	return r;
+}
+
+static void bad_magic(struct lmn__header *h, int fd) { (void)fd; h->magic ^= 1; }
+static void bad_version(struct lmn__header *h, int fd) { (void)fd; h->version = 99; }
+static void bad_count(struct lmn__header *h, int fd) { (void)fd; h->conversations = 1u << 30; }
+static void bad_offset(struct lmn__header *h, int fd) { (void)fd; h->off_cells += 64; }
+static void bad_depth(struct lmn__header *h, int fd) { (void)fd; h->ring_depth = 3; }
+static void truncated(struct lmn__header *h, int fd)
+{
+	(void)h;
+	ck_assert_int_eq(ftruncate(fd, 8192), 0);
+}
+static void tiny(struct lmn__header *h, int fd)
+{
+	(void)h;
+	ck_assert_int_eq(ftruncate(fd, 16), 0);
+}
+static void grown(struct lmn__header *h, int fd)
+{
+	struct stat st;
+
+	(void)h;
+	ck_assert_int_eq(fstat(fd, &st), 0);
+	ck_assert_int_eq(ftruncate(fd, st.st_size + 4096), 0);
+}
+
+START_TEST(damaged_header_refused)
+{
+	struct {
+		void (*damage)(struct lmn__header *, int);
+		int want;
+	} cases[] = {
+		{bad_magic, -EBADMSG},  {bad_version, -EPROTO}, {bad_count, -EUCLEAN},
+		{bad_offset, -EUCLEAN}, {bad_depth, -EUCLEAN},  {truncated, -EUCLEAN},
+		{tiny, -EBADMSG},       {grown, -EUCLEAN},
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const char *name = th_bus(4, 4, 64);
+
+		ck_assert_int_eq(join_after(name, cases[i].damage), cases[i].want);
+	}
+}
+END_TEST
+
+struct fixture {
+	lmn_bus *bus;
+	lmn_conv *conv;
+	struct lmn__conv *c;
+};
+
+static void open_buffering(struct fixture *f)
+{
+	struct lmn_conv_config cfg = th_cfg(LMN_POLICY_FAIL);
+	const char *name = th_bus(4, 4, 64);
+
+	ck_assert_int_eq(lmn_bus_join(name, "me", &f->bus), 0);
+	ck_assert_int_eq(lmn_conv_open(f->bus, NULL, &cfg, &f->conv), 0);
+	f->c = lmn__conv_at(&f->bus->l, f->bus->base, f->conv->idx);
+}
+
+static void close_fixture(struct fixture *f)
+{
+	lmn_conv_free(f->conv);
+	lmn_bus_leave(f->bus);
+}
+
+START_TEST(damaged_ring_geometry)
+{
+	struct fixture f;
+	char buf[64];
+
+	open_buffering(&f);
+	ck_assert_int_eq(lmn_send(f.conv, "x", 1, 0), 0);
+	f.c->inbox.data.mask = 0xffffffu;
+	ck_assert_int_eq(lmn_recv(f.conv, buf, sizeof(buf), 0), -EUCLEAN);
+	ck_assert_int_eq(lmn_send(f.conv, "x", 1, 0), -EUCLEAN);
+	f.c->inbox.data.mask = f.bus->l.ring_size - 1;
+	f.c->inbox.free.size = 3;
+	ck_assert_int_eq(lmn_send(f.conv, "x", 1, 0), -EUCLEAN);
+	f.c->inbox.free.size = f.bus->l.ring_size;
+	ck_assert_int_eq(lmn_recv(f.conv, buf, sizeof(buf), 0), 1);
+	close_fixture(&f);
+}
+END_TEST
+
+START_TEST(damaged_cell_index)
+{
+	struct fixture f;
+	struct ck_ring_buffer *rb;
+	char buf[64];
+
+	open_buffering(&f);
+	ck_assert_int_eq(lmn_send(f.conv, "x", 1, 0), 0);
+	rb = lmn__ringbuf(&f.bus->l, f.bus->base, f.conv->idx, 2);
+	rb[0].value = (void *)(uintptr_t)999999;
+	ck_assert_int_eq(lmn_recv(f.conv, buf, sizeof(buf), 0), -EUCLEAN);
+	/* A tail far past the head is damage too, not a long queue. */
+	rb[0].value = (void *)(uintptr_t)0;
+	f.c->inbox.data.p_tail += 1000;
+	ck_assert_int_eq(lmn_recv(f.conv, buf, sizeof(buf), 0), -EUCLEAN);
+	f.c->inbox.data.p_tail -= 1000;
+	ck_assert_int_eq(lmn_recv(f.conv, buf, sizeof(buf), 0), 1);
+	close_fixture(&f);
+}
+END_TEST
+
+START_TEST(damaged_envelope_length)
+{
+	struct fixture f;
+	struct lmn__envelope *env;
+	char buf[64];
+
+	open_buffering(&f);
+	ck_assert_int_eq(lmn_send(f.conv, "x", 1, 0), 0);
+	env = (struct lmn__envelope *)lmn__cell(&f.bus->l, f.bus->base, f.conv->idx, 1, 0);
+	ck_assert_uint_eq(env->length, 1);
+	env->length = 1u << 31;
+	ck_assert_int_eq(lmn_recv(f.conv, buf, sizeof(buf), 0), -EBADMSG);
+	env->length = 1;
+	ck_assert_int_eq(lmn_recv(f.conv, buf, sizeof(buf), 0), 1);
+	close_fixture(&f);
+}
+END_TEST
+
+START_TEST(damaged_phase)
+{
+	struct fixture f;
+	struct lmn_conv_info info;
+	char buf[64];
+
+	open_buffering(&f);
+	f.c->phase = 42;
+	ck_assert_int_eq(lmn_send(f.conv, "x", 1, 0), -EUCLEAN);
+	ck_assert_int_eq(lmn_recv(f.conv, buf, sizeof(buf), 0), -EUCLEAN);
+	/* A query still answers, and does not pass the garbage on. */
+	ck_assert_int_eq(lmn_conv_state(f.conv, &info), 0);
+	ck_assert_int_eq(info.phase, LMN_PHASE_FAILED);
+	f.c->phase = LMN__PHASE_ACTIVE;
+	close_fixture(&f);
+}
+END_TEST
+
+/* A server meets a damaged request: that call fails, the next works. */
+START_TEST(server_survives_damaged_request)
+{
+	struct lmn_conv_config cfg = th_cfg(LMN_POLICY_FAIL);
+	const char *name = th_bus(4, 4, 64);
+	struct lmn__envelope *env;
+	lmn_bus *srv, *cli;
+	lmn_conv *conv;
+	lmn_msg *m;
+
+	ck_assert_int_eq(lmn_bus_join(name, "srv", &srv), 0);
+	ck_assert_int_eq(lmn_bus_serve(srv, "svc"), 0);
+	ck_assert_int_eq(lmn_bus_join(name, "cli", &cli), 0);
+	ck_assert_int_eq(lmn_conv_open(cli, "svc", &cfg, &conv), 0);
+	ck_assert_int_eq(lmn_send(conv, "bad", 3, 0), 0);
+	env = (struct lmn__envelope *)lmn__cell(&cli->l, cli->base, conv->idx, 0, 0);
+	env->length = 0xffffffffu;
+	ck_assert_int_eq(lmn_next(srv, &m, 0), -EBADMSG);
+	ck_assert_int_eq(lmn_send(conv, "good", 4, 0), 0);
+	ck_assert_int_eq(lmn_next(srv, &m, TH_TIMEOUT_MS), 0);
+	ck_assert_uint_eq(lmn_msg_size(m), 4);
+	ck_assert_mem_eq(lmn_msg_data(m), "good", 4);
+	lmn_msg_release(m);
+	lmn_conv_free(conv);
+	lmn_bus_leave(cli);
+	lmn_bus_leave(srv);
+}
+END_TEST
+
+/* Ready bits for conversations that are not ours, free, or past the table
+ * are skipped; names without a terminator are never read past their field. */
+START_TEST(stray_bits_and_unterminated_names)
+{
+	struct lmn_conv_config cfg = th_cfg(LMN_POLICY_FAIL);
+	const char *name = th_bus(4, 4, 64);
+	struct lmn__participant *p;
+	lmn_bus *srv, *other;
+	lmn_conv *conv;
+	uint64_t *bits;
+	lmn_msg *m;
+
+	ck_assert_int_eq(lmn_bus_join(name, "srv", &srv), 0);
+	bits = lmn__ready(&srv->l, srv->base, srv->self_idx);
+	memset(bits, 0xff, srv->l.ready_stride);
+	ck_assert_int_eq(lmn_next(srv, &m, 10), -ETIMEDOUT);
+
+	/* A participant entry whose name fills its field with no end. */
+	p = lmn__part(&srv->l, srv->base, srv->self_idx);
+	memset(p->name, 'A', sizeof(p->name));
+	ck_assert_int_eq(lmn_bus_join(name, "other", &other), 0);
+	ck_assert_int_eq(lmn_conv_open(other, "AAAA", &cfg, &conv), -ENOENT);
+	memcpy(p->name, "srv", 4);
+	lmn_bus_leave(other);
+	lmn_bus_leave(srv);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("segment");
+	TCase *tc = tcase_create("segment");
+
+	tcase_add_checked_fixture(tc, th_setup, th_teardown);
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, damaged_header_refused);
+	tcase_add_test(tc, damaged_ring_geometry);
+	tcase_add_test(tc, damaged_cell_index);
+	tcase_add_test(tc, damaged_envelope_length);
+	tcase_add_test(tc, damaged_phase);
+	tcase_add_test(tc, server_survives_damaged_request);
+	tcase_add_test(tc, stray_bits_and_unterminated_names);
+	suite_add_tcase(s, tc);
+	return th_run(s);
+}
