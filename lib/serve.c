@@ -145,9 +145,12 @@ out:
 	return 0;
 }
 
+/* Look at every conversation taken from the ready bitmap until one yields
+ * a message or the bitmap is empty.  Returning with indices still pending
+ * would be a lost wake-up: the caller then sleeps until a new mark. */
 static int try_next(struct lmn_bus *bus, struct lmn_msg **ret)
 {
-	for (int round = 0; round < 2; round++) {
+	for (;;) {
 		while (bus->pend_len) {
 			uint32_t idx = pend_pop(bus);
 			int r = take_from(bus, idx, ret);
@@ -166,7 +169,6 @@ static int try_next(struct lmn_bus *bus, struct lmn_msg **ret)
 				     &bus->ready_cursor, pend_push, bus))
 			return -EAGAIN;
 	}
-	return -EAGAIN;
 }
 
 struct ready_ctx {

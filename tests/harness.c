@@ -37,10 +37,13 @@ void th_teardown(void)
 
 const char *th_bus_name(void)
 {
-	static char name[64];
+	/* A few dozen live at once in a test; each stays valid that long. */
+	static char names[64][32];
+	char *name = names[counter % 64];
 
-	snprintf(name, sizeof(name), "t%d-%u", (int)getpid(), counter++);
-	return strdup(name);
+	snprintf(name, sizeof(names[0]), "t%d-%u", (int)getpid(), counter);
+	counter++;
+	return name;
 }
 
 const char *th_bus(uint32_t conversations, uint32_t depth, uint32_t max_message)

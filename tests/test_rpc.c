@@ -166,6 +166,31 @@ START_TEST(many_client_processes)
 }
 END_TEST
 
+/* The same with nobody spinning: every call goes through a real sleep and
+ * wake on both sides, with several conversations ready at once in the
+ * server, which is where a lost wake-up shows. */
+START_TEST(sleeping_clients)
+{
+	enum { CLIENTS = 4 };
+	const char *bus_name = th_bus(32, 4, 64);
+	struct th_echo e = {.bus = bus_name, .self = "server", .service = "echo",
+			    .max_closes = CLIENTS};
+	struct client_arg args[CLIENTS];
+	pid_t server, pids[CLIENTS];
+
+	setenv("LIMINAL_SPIN_NS", "0", 1);
+	server = th_echo_start(&e);
+	for (int i = 0; i < CLIENTS; i++) {
+		args[i] = (struct client_arg){bus_name, i, 2000};
+		pids[i] = th_fork(client_main, &args[i]);
+	}
+	for (int i = 0; i < CLIENTS; i++)
+		ck_assert_int_eq(th_wait(pids[i], TH_TIMEOUT_MS * 2), 0);
+	ck_assert_int_eq(th_wait(server, TH_TIMEOUT_MS), 0);
+	unsetenv("LIMINAL_SPIN_NS");
+}
+END_TEST
+
 /* Two servers of one service: opens go to the one with fewer conversations. */
 START_TEST(service_balances_servers)
 {
@@ -474,6 +499,7 @@ int main(void)
 	tcase_add_checked_fixture(tc, th_setup, th_teardown);
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, echo_across_processes);
+	tcase_add_test(tc, sleeping_clients);
 	tcase_add_test(tc, participant_as_target);
 	tcase_add_test(tc, many_conversations_pipelined);
 	tcase_add_test(tc, many_client_processes);
