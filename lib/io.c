@@ -80,12 +80,13 @@ LMN_EXPORT int lmn_send(lmn_conv *conv, const void *data, size_t len, unsigned i
 
 	if (!conv || (!data && len) || (flags & ~LMN_SEND_NONBLOCK))
 		return -EINVAL;
+	/* Refuse what cannot be sent before the conversation activates. */
+	if (conv->bus && len > conv->bus->l.max_message)
+		return -EMSGSIZE;
 	r = enter(conv, &c);
 	if (r < 0)
 		return r;
 	bus = conv->bus;
-	if (len > bus->l.max_message)
-		return -EMSGSIZE;
 	if (conv->server != LMN__BUFFERING && ck_pr_load_32(&c->server_gone))
 		return -ECONNRESET;
 	dir = conv->server == LMN__BUFFERING ? 1 : 0;

@@ -249,6 +249,8 @@ LMN_EXPORT int lmn_reply(lmn_msg *msg, const void *data, size_t len)
 	if (msg->kind != LMN_MSG_REQUEST)
 		return -EINVAL;
 	bus = msg->bus;
+	if (!bus)
+		return -ESTALE;
 	if (len > bus->l.max_message)
 		return -EMSGSIZE;
 	c = lmn__conv_at(&bus->l, bus->base, msg->conv);
@@ -322,6 +324,10 @@ LMN_EXPORT int lmn_msg_release(lmn_msg *msg)
 	if (!msg)
 		return 0;
 	bus = msg->bus;
+	if (!bus) {
+		free(msg);
+		return 0;
+	}
 	pthread_mutex_lock(&bus->lock);
 	release_locked(bus, msg);
 	pthread_mutex_unlock(&bus->lock);
@@ -329,8 +335,9 @@ LMN_EXPORT int lmn_msg_release(lmn_msg *msg)
 	return 0;
 }
 
-/* Leaving: messages still held are released (the handles stay allocated
- * until lmn_msg_release, which then finds them detached), and every
+/* Leaving: messages still held are released in the segment and detached;
+ * the handles stay allocated until lmn_msg_release() frees them, and read as
+ * empty meanwhile, since the segment they pointed into is gone.  Then every
  * conversation this participant serves ends its server part. */
 void lmn__serve_leave(struct lmn_bus *bus)
 {
@@ -339,7 +346,9 @@ void lmn__serve_leave(struct lmn_bus *bus)
 		struct lmn_msg *m = bus->msgs;
 
 		release_locked(bus, m);
-		free(m);
+		m->bus = NULL;
+		m->data = NULL;
+		m->len = 0;
 	}
 	pthread_mutex_unlock(&bus->lock);
 	lmn__part_begin_leave(&bus->l, bus->base, bus->self_idx, bus->self_gen);

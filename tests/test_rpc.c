@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -188,6 +189,114 @@ START_TEST(sleeping_clients)
 		ck_assert_int_eq(th_wait(pids[i], TH_TIMEOUT_MS * 2), 0);
 	ck_assert_int_eq(th_wait(server, TH_TIMEOUT_MS), 0);
 	unsetenv("LIMINAL_SPIN_NS");
+}
+END_TEST
+
+/* Separate threads of one client, each on its own conversation, against a
+ * server that runs lmn_next in two threads of its own. */
+struct thread_client {
+	lmn_bus *bus;
+	int id;
+	int ok;
+};
+
+static void *thread_client_main(void *p)
+{
+	struct thread_client *t = p;
+	struct lmn_conv_config cfg = th_cfg(LMN_POLICY_FAIL);
+	lmn_conv *conv;
+
+	if (lmn_conv_open(t->bus, "echo", &cfg, &conv) < 0)
+		return NULL;
+	for (int i = 0; i < 1000; i++) {
+		int req[2] = {t->id, i}, rep[2];
+
+		if (lmn_call(conv, req, sizeof(req), rep, sizeof(rep), TH_TIMEOUT_MS) != sizeof(rep) ||
+		    rep[0] != t->id || rep[1] != i)
+			return NULL;
+	}
+	t->ok = lmn_conv_close(conv) == 0;
+	lmn_conv_free(conv);
+	return NULL;
+}
+
+struct two_thread_server {
+	const char *bus;
+	int closes;
+	struct th_event ready;
+	lmn_bus *b;
+	pthread_mutex_t lock;
+	int want;
+};
+
+static void *server_thread(void *p)
+{
+	struct two_thread_server *s = p;
+
+	for (;;) {
+		lmn_msg *m;
+		int done;
+
+		if (lmn_next(s->b, &m, 200) < 0) {
+			pthread_mutex_lock(&s->lock);
+			done = s->closes >= s->want;
+			pthread_mutex_unlock(&s->lock);
+			if (done)
+				return NULL;
+			continue;
+		}
+		if (lmn_msg_kind(m) == LMN_MSG_REQUEST) {
+			lmn_reply(m, lmn_msg_data(m), lmn_msg_size(m));
+		} else {
+			pthread_mutex_lock(&s->lock);
+			s->closes++;
+			pthread_mutex_unlock(&s->lock);
+		}
+		lmn_msg_release(m);
+	}
+}
+
+static int two_thread_server_main(void *p)
+{
+	struct two_thread_server *s = p;
+	pthread_t t[2];
+
+	pthread_mutex_init(&s->lock, NULL);
+	if (lmn_bus_join(s->bus, "server", &s->b) < 0 || lmn_bus_serve(s->b, "echo") < 0)
+		return 90;
+	th_event_fire(&s->ready);
+	for (int i = 0; i < 2; i++)
+		pthread_create(&t[i], NULL, server_thread, s);
+	for (int i = 0; i < 2; i++)
+		pthread_join(t[i], NULL);
+	lmn_bus_leave(s->b);
+	return s->closes == s->want ? 0 : 91;
+}
+
+START_TEST(threads_on_both_sides)
+{
+	enum { THREADS = 4 };
+	const char *bus_name = th_bus(16, 4, 64);
+	struct two_thread_server srv = {.bus = bus_name, .want = THREADS};
+	struct thread_client tc[THREADS];
+	pthread_t t[THREADS];
+	lmn_bus *bus;
+	pid_t server;
+
+	th_event_new(&srv.ready);
+	server = th_fork(two_thread_server_main, &srv);
+	ck_assert_int_eq(th_event_await(&srv.ready, TH_TIMEOUT_MS), 0);
+	ck_assert_int_eq(lmn_bus_join(bus_name, "client", &bus), 0);
+	for (int i = 0; i < THREADS; i++) {
+		tc[i] = (struct thread_client){bus, i, 0};
+		ck_assert_int_eq(pthread_create(&t[i], NULL, thread_client_main, &tc[i]), 0);
+	}
+	for (int i = 0; i < THREADS; i++) {
+		ck_assert_int_eq(pthread_join(t[i], NULL), 0);
+		ck_assert_msg(tc[i].ok, "client thread %d failed", i);
+	}
+	ck_assert_int_eq(th_wait(server, TH_TIMEOUT_MS), 0);
+	lmn_bus_leave(bus);
 }
 END_TEST
 
@@ -503,6 +612,7 @@ int main(void)
 	tcase_add_test(tc, participant_as_target);
 	tcase_add_test(tc, many_conversations_pipelined);
 	tcase_add_test(tc, many_client_processes);
+	tcase_add_test(tc, threads_on_both_sides);
 	tcase_add_test(tc, service_balances_servers);
 	tcase_add_test(tc, exec_server_and_clients);
 	tcase_add_test(tc, ring_full_back_pressure);
