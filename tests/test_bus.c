@@ -297,6 +297,10 @@ START_TEST(slots_return_in_every_order)
 			break;
 		case 1: /* server leaves holding a message, then the client */
 			lmn_bus_leave(srv);
+			/* The held message is detached, empty, still ours to free. */
+			ck_assert_ptr_null(lmn_msg_data(m));
+			ck_assert_int_eq(lmn_reply(m, "x", 1), -ESTALE);
+			lmn_msg_release(m);
 			lmn_bus_leave(cli);
 			lmn_conv_free(a);
 			lmn_conv_free(b);
