@@ -14,24 +14,35 @@
 #include "harness.h"
 
 static char dir[256];
+static char base_dir[256];
 static unsigned counter;
 
+/* Each test runs in a process Check forks, and Check skips the teardown of
+ * a test that failed; so every test's directory lives inside one made by
+ * th_run() in the parent, which removes it whatever happened. */
 void th_setup(void)
 {
-	snprintf(dir, sizeof(dir), "/dev/shm/lmn-test-XXXXXX");
+	const char *base = getenv("LMN_TEST_BASE");
+
+	snprintf(dir, sizeof(dir), "%s/t-XXXXXX", base && *base ? base : "/dev/shm");
 	ck_assert_ptr_nonnull(mkdtemp(dir));
 	setenv("LIMINAL_DIR", dir, 1);
 }
 
-void th_teardown(void)
+static void remove_tree(const char *path)
 {
 	char cmd[300];
 
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", path);
+	if (system(cmd) != 0)
+		fprintf(stderr, "could not remove %s\n", path);
+}
+
+void th_teardown(void)
+{
 	if (!dir[0])
 		return;
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-	if (system(cmd) != 0)
-		fprintf(stderr, "could not remove %s\n", dir);
+	remove_tree(dir);
 	dir[0] = '\0';
 }
 
@@ -187,7 +198,14 @@ int th_run(Suite *s)
 	SRunner *sr = srunner_create(s);
 	int failed;
 
+	snprintf(base_dir, sizeof(base_dir), "/dev/shm/lmn-test-XXXXXX");
+	if (!mkdtemp(base_dir)) {
+		perror("mkdtemp");
+		return EXIT_FAILURE;
+	}
+	setenv("LMN_TEST_BASE", base_dir, 1);
 	srunner_run_all(sr, CK_NORMAL);
+	remove_tree(base_dir);
 	failed = srunner_ntests_failed(sr);
 	srunner_free(sr);
 	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
