@@ -39,8 +39,8 @@ typedef struct lmn_msg lmn_msg;
 /* Sizes of a new bus.  A zero field takes the default shown. */
 struct lmn_bus_config {
 	uint32_t participants;  /* participant slots, default 64, at most 4096 */
-	uint32_t conversations; /* conversation slots, default 1024, at most 1048576 */
-	uint32_t ring_depth;    /* cells per ring, power of two, default 16, at most 4096 */
+	uint32_t conversations; /* conversation slots, default 256, at most 1048576 */
+	uint32_t ring_depth;    /* cells per ring, power of two, default 8, at most 4096 */
 	uint32_t max_message;   /* largest payload in bytes, default 4096, at most 16 MiB */
 	uint32_t mode;          /* file mode of the segment, default 0600 */
 	uint32_t reserved[3];   /* must be zero */
@@ -73,7 +73,7 @@ enum lmn_health {
 
 struct lmn_conv_config {
 	enum lmn_policy policy; /* required */
-	int32_t timeout_ms;     /* lifetime of the conversation; 0: none */
+	int32_t timeout_ms;     /* deadline of every call, from the open; 0: none */
 	uint32_t reserved[6];   /* must be zero */
 };
 
@@ -105,7 +105,9 @@ struct lmn_conv_info {
 	uint64_t deadline_ns;    /* CLOCK_MONOTONIC deadline, 0: none */
 	uint32_t n_participants; /* 2, or 0 for a buffering conversation */
 	struct lmn_participant_info participants[2]; /* [0] initiator, [1] server */
-	uint32_t reserved[8];
+	uint32_t max_message;    /* largest message the bus carries, in bytes */
+	uint32_t ring_depth;     /* messages a ring holds */
+	uint32_t reserved[6];
 };
 
 /* Buses. */

@@ -16,8 +16,8 @@
 #include "../shm/table.h"
 
 #define DEFAULT_PARTICIPANTS 64u
-#define DEFAULT_CONVERSATIONS 1024u
-#define DEFAULT_DEPTH 16u
+#define DEFAULT_CONVERSATIONS 256u
+#define DEFAULT_DEPTH 8u
 #define DEFAULT_MAX_MESSAGE 4096u
 #define DEFAULT_SPIN_NS 50000u
 #define MAX_SPIN_NS 1000000000u
@@ -64,15 +64,20 @@ LMN_EXPORT int lmn_bus_create(const char *name, const struct lmn_bus_config *con
 	fd = mkstemp(tmp);
 	if (fd < 0)
 		return -errno;
-	/* The file is sparse: pages are spent as conversations touch them.
-	 * Refuse a bus the file system could not hold, rather than have a
-	 * later touch fault. */
 	if (fstatvfs(fd, &vfs) == 0 && (uint64_t)vfs.f_bavail * vfs.f_frsize < l.total_size) {
 		r = -ENOSPC;
 		goto fail;
 	}
-	if (fchmod(fd, cfg.mode ? cfg.mode : 0600) < 0 || ftruncate(fd, (off_t)l.total_size) < 0) {
+	if (fchmod(fd, cfg.mode ? cfg.mode : 0600) < 0) {
 		r = -errno;
+		goto fail;
+	}
+	/* Reserve every page now.  A sparse file on a tmpfs that fills up
+	 * later would kill whoever first touches a missing page with SIGBUS;
+	 * better to refuse the bus here with -ENOSPC. */
+	r = posix_fallocate(fd, 0, (off_t)l.total_size);
+	if (r) {
+		r = r == EFBIG ? -ENOSPC : -r;
 		goto fail;
 	}
 	base = mmap(NULL, sizeof(struct lmn__header), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
@@ -199,7 +204,7 @@ LMN_EXPORT int lmn_bus_join(const char *name, const char *self, lmn_bus **ret)
 	strcpy(bus->name, name);
 	strcpy(bus->self, self);
 	bus->spin_ns = env_spin_ns();
-	bus->can_spin = more_than_one_cpu();
+	ck_pr_store_int(&bus->can_spin, more_than_one_cpu());
 	bus->last_peer_cpu = -1;
 	pthread_mutex_init(&bus->lock, NULL);
 	*ret = bus;
@@ -267,7 +272,7 @@ LMN_EXPORT int lmn_bus_set_spin(lmn_bus *bus, uint32_t spin_ns)
 {
 	if (!bus || spin_ns > MAX_SPIN_NS)
 		return -EINVAL;
-	bus->can_spin = more_than_one_cpu();
+	ck_pr_store_int(&bus->can_spin, more_than_one_cpu());
 	ck_pr_store_32(&bus->spin_ns, spin_ns);
 	return 0;
 }

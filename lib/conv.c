@@ -89,10 +89,13 @@ int lmn__phase_step(uint32_t *phase, uint32_t to)
 		if (!ok)
 			return cur >= LMN__PHASE_CREATED && cur <= LMN__PHASE_FAILED ? -EINVAL
 										   : -EUCLEAN;
-		/* Full barrier: stores before a phase change (a last message)
-		 * are visible to whoever sees the new phase. */
-		if (ck_pr_cas_32_value(phase, cur, to, &cur))
+		/* Stores before a phase change (a last message) are visible
+		 * to whoever sees the new phase. */
+		ck_pr_fence_store_atomic();
+		if (ck_pr_cas_32_value(phase, cur, to, &cur)) {
+			ck_pr_fence_atomic();
 			return 0;
+		}
 	}
 }
 
@@ -117,17 +120,14 @@ void lmn__conv_end_server(const struct lmn__layout *l, void *base, uint32_t idx,
 {
 	struct lmn__conv *c = lmn__conv_at(l, base, idx);
 
-	if (ck_pr_load_64(&c->slot) != lmn__slot_word(gen, LMN__SLOT_LIVE))
-		return;
-	if (!ck_pr_cas_32(&c->server_gone, 0, 1))
+	if (!ck_pr_cas_64(&c->server_gone, lmn__gen_word(gen, 0), lmn__gen_word(gen, 1)))
 		return;
 	c->server_health = health;
 	c->server_exit_ns = lmn__realtime_ns();
 	if (ck_pr_load_32(&c->policy) == LMN_POLICY_FAIL ||
 	    ck_pr_load_32(&c->policy) == LMN_POLICY_ROUTE_NEXT)
 		(void)lmn__phase_step(&c->phase, LMN__PHASE_FAILED);
-	if (c->server < l->participants)
-		ck_pr_dec_32(&lmn__part(l, base, c->server)->serving);
+	lmn__part_unserve(l, base, c->server, c->server_gen);
 	/* Orders the record above before the wake-ups: a receiver that wakes
 	 * sees server_gone. */
 	ck_pr_fence_store();
@@ -184,8 +184,8 @@ LMN_EXPORT int lmn_conv_open(lmn_bus *bus, const char *target,
 	c->opened_ns = lmn__realtime_ns();
 	c->deadline_ns = config->timeout_ms ? lmn__now_ns() + (uint64_t)config->timeout_ms * 1000000ull
 					    : 0;
-	c->refs = sp ? 2 : 1;
-	c->server_gone = 0;
+	c->refs = lmn__gen_word(gen, sp ? 2 : 1);
+	c->server_gone = lmn__gen_word(gen, 0);
 	c->server_health = sp ? LMN__HEALTH_ALIVE : LMN__HEALTH_NONE;
 	c->server_exit_ns = 0;
 	c->initiator_pid = self->pid;
@@ -242,6 +242,8 @@ void lmn__conv_fill_info(struct lmn_conv *conv, struct lmn__conv *c, struct lmn_
 	info.sent = ck_pr_load_64(&c->sent);
 	info.received = ck_pr_load_64(&c->received);
 	info.deadline_ns = conv->deadline_ns;
+	info.max_message = l->max_message;
+	info.ring_depth = l->ring_depth;
 	if (conv->server == LMN__BUFFERING)
 		return (void)(*ret = info);
 	info.n_participants = 2;
@@ -251,7 +253,7 @@ void lmn__conv_fill_info(struct lmn_conv *conv, struct lmn__conv *c, struct lmn_
 	if (lmn__name_copy(info.participants[1].name, c->server_name) < 0)
 		info.participants[1].name[0] = '\0';
 	info.participants[1].pid = c->server_pid;
-	if (ck_pr_load_32(&c->server_gone)) {
+	if (lmn__value_of(ck_pr_load_64(&c->server_gone))) {
 		uint32_t h = ck_pr_load_32(&c->server_health);
 
 		info.participants[1].health =
@@ -275,7 +277,7 @@ static int conv_close(struct lmn_conv *conv)
 	uint32_t phase;
 	int r;
 
-	if (conv->closed)
+	if (ck_pr_load_int(&conv->closed))
 		return 0;
 	r = lmn__conv_check(conv, &c);
 	if (r < 0)
@@ -290,8 +292,13 @@ static int conv_close(struct lmn_conv *conv)
 		if (r < 0 && ck_pr_load_32(&c->phase) != LMN__PHASE_FAILED)
 			return r;
 	}
-	lmn__conv_fill_info(conv, c, &conv->final);
-	conv->closed = true;
+	/* One closer records the final state; the store fence publishes it
+	 * before the flag that lmn_conv_state() reads first. */
+	if (ck_pr_cas_int(&conv->closing, 0, 1)) {
+		lmn__conv_fill_info(conv, c, &conv->final);
+		ck_pr_fence_store();
+		ck_pr_store_int(&conv->closed, 1);
+	}
 	wake_all(c);
 	if (conv->server != LMN__BUFFERING)
 		ring_server(conv->bus, c, conv->idx, conv->server);
@@ -306,10 +313,10 @@ void lmn__conv_detach(struct lmn_conv *conv)
 	if (!bus)
 		return;
 	(void)conv_close(conv);
-	if (!conv->closed) {
+	if (!ck_pr_load_int(&conv->closed)) {
 		/* The slot went stale under us: keep what we know. */
 		conv->final.phase = LMN_PHASE_FAILED;
-		conv->closed = true;
+		ck_pr_store_int(&conv->closed, 1);
 	}
 	lmn__conv_unref(&bus->l, bus->base, conv->idx, conv->gen);
 	list_del(bus, conv);
@@ -320,7 +327,7 @@ LMN_EXPORT int lmn_conv_close(lmn_conv *conv)
 {
 	if (!conv)
 		return -EINVAL;
-	if (conv->closed)
+	if (ck_pr_load_int(&conv->closed))
 		return 0;
 	return conv_close(conv);
 }
@@ -348,7 +355,8 @@ LMN_EXPORT int lmn_conv_state(lmn_conv *conv, struct lmn_conv_info *ret)
 
 	if (!conv || !ret)
 		return -EINVAL;
-	if (conv->closed) {
+	if (ck_pr_load_int(&conv->closed)) {
+		ck_pr_fence_load(); /* the flag before the record it guards */
 		*ret = conv->final;
 		return 0;
 	}

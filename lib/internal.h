@@ -25,7 +25,7 @@ struct lmn_bus {
 	uint32_t self_idx;
 	uint32_t self_gen;
 	uint32_t spin_ns;
-	bool can_spin;          /* more than one CPU to run on */
+	int can_spin;           /* more than one CPU to run on (atomic) */
 	pthread_mutex_t lock;   /* guards everything below */
 	struct lmn_conv *convs; /* open conversation handles, for leave */
 	struct lmn_msg *msgs;   /* messages handed out and not released */
@@ -47,7 +47,8 @@ struct lmn_conv {
 	uint32_t server_gen;
 	uint64_t deadline_ns;
 	uint64_t next_id;
-	bool closed;
+	int closed;  /* set once by lmn_conv_close, read by other threads (atomic) */
+	int closing; /* claimed by the one thread that records the final state */
 	struct lmn_conv_info final; /* state as of the close */
 	struct lmn_conv *prev, *next;
 };

@@ -41,7 +41,7 @@ static int enter(struct lmn_conv *conv, struct lmn__conv **ret)
 	/* A handle whose bus was left is stale, even though leaving closed it. */
 	if (!conv->bus)
 		return -ESTALE;
-	if (conv->closed)
+	if (ck_pr_load_int(&conv->closed))
 		return -EPIPE;
 	r = lmn__conv_check(conv, &c);
 	if (r < 0)
@@ -65,7 +65,7 @@ static int room_or_end(void *p)
 	struct room_ctx *x = p;
 
 	return lmn__chan_has_room(x->ch) || phase_error(ck_pr_load_32(&x->c->phase)) ||
-	       ck_pr_load_32(&x->c->server_gone);
+	       lmn__value_of(ck_pr_load_64(&x->c->server_gone));
 }
 
 LMN_EXPORT int lmn_send(lmn_conv *conv, const void *data, size_t len, unsigned int flags)
@@ -87,8 +87,10 @@ LMN_EXPORT int lmn_send(lmn_conv *conv, const void *data, size_t len, unsigned i
 	if (r < 0)
 		return r;
 	bus = conv->bus;
-	if (conv->server != LMN__BUFFERING && ck_pr_load_32(&c->server_gone))
+	if (conv->server != LMN__BUFFERING && lmn__value_of(ck_pr_load_64(&c->server_gone)))
 		return -ECONNRESET;
+	if (conv->deadline_ns && lmn__now_ns() >= conv->deadline_ns)
+		return -ETIMEDOUT;
 	dir = conv->server == LMN__BUFFERING ? 1 : 0;
 	ch = dir ? &c->inbox : &c->cmd;
 
@@ -113,7 +115,7 @@ LMN_EXPORT int lmn_send(lmn_conv *conv, const void *data, size_t len, unsigned i
 			r = phase_error(ck_pr_load_32(&c->phase));
 			if (r < 0)
 				return r;
-			if (ck_pr_load_32(&c->server_gone))
+			if (lmn__value_of(ck_pr_load_64(&c->server_gone)))
 				return -ECONNRESET;
 			continue;
 		}
@@ -163,53 +165,79 @@ static int data_or_end(void *p)
 	struct data_ctx *x = p;
 
 	return lmn__chan_has_data(&x->c->inbox) || ck_pr_load_32(&x->c->phase) > LMN__PHASE_ACTIVE ||
-	       ck_pr_load_32(&x->c->server_gone);
+	       lmn__value_of(ck_pr_load_64(&x->c->server_gone));
 }
 
-/* Copy out the oldest inbox message if there is one: its length, -EAGAIN
- * when the inbox is empty, -EMSGSIZE (message kept) when it does not fit. */
-static ssize_t take_one(struct lmn_conv *conv, struct lmn__conv *c, void *buf, size_t cap)
+/* Consume the oldest inbox entry and give its cell back. */
+static int drop_one(struct lmn_conv *conv, struct lmn__conv *c, uint32_t cell)
 {
 	struct lmn_bus *bus = conv->bus;
-	struct lmn__envelope *env;
-	uint32_t cell, len;
 	int r;
 
-	r = lmn__chan_peek(&c->inbox, lmn__ringbuf(&bus->l, bus->base, conv->idx, 2), &bus->l,
-			   &cell);
-	if (r < 0)
-		return r;
-	env = (struct lmn__envelope *)lmn__cell(&bus->l, bus->base, conv->idx, 1, cell);
-	len = ck_pr_load_32(&env->length);
-	if (len > bus->l.max_message)
-		return -EBADMSG;
-	if (len > cap)
-		return -EMSGSIZE;
-	if (len)
-		memcpy(buf, env + 1, len);
 	r = lmn__chan_take(&c->inbox, lmn__ringbuf(&bus->l, bus->base, conv->idx, 2), &bus->l,
 			   &cell);
 	if (r < 0)
 		return r;
 	r = lmn__chan_give_back(&c->inbox, lmn__ringbuf(&bus->l, bus->base, conv->idx, 3),
 				&bus->l, cell);
-	if (r < 0)
-		return r;
 	if (lmn__word_signal(&c->inbox.free_word))
 		lmn__wake(&c->inbox.free_word);
+	return r;
+}
+
+/* Copy out the oldest inbox message if there is one: its length, -EAGAIN
+ * when the inbox is empty, -EMSGSIZE (message kept) when it does not fit.
+ * Replies that answer a request older than min_correlation are late answers
+ * to a call that gave up: they are dropped.  A damaged entry is dropped too
+ * and reported, so that it cannot block the inbox for good. */
+static ssize_t take_one(struct lmn_conv *conv, struct lmn__conv *c, void *buf, size_t cap,
+			uint64_t min_correlation)
+{
+	struct lmn_bus *bus = conv->bus;
+	struct lmn__envelope *env;
+	uint32_t cell, len;
+	int r;
+
+	for (;;) {
+		r = lmn__chan_peek(&c->inbox, lmn__ringbuf(&bus->l, bus->base, conv->idx, 2),
+				   &bus->l, &cell);
+		if (r == -EUCLEAN)
+			lmn__chan_skip(&c->inbox, bus->l.ring_size);
+		if (r < 0)
+			return r;
+		env = (struct lmn__envelope *)lmn__cell(&bus->l, bus->base, conv->idx, 1, cell);
+		len = ck_pr_load_32(&env->length);
+		if (len > bus->l.max_message) {
+			r = drop_one(conv, c, cell);
+			return r < 0 ? r : -EBADMSG;
+		}
+		if (min_correlation && ck_pr_load_64(&env->correlation) < min_correlation) {
+			r = drop_one(conv, c, cell);
+			if (r < 0)
+				return r;
+			continue;
+		}
+		break;
+	}
+	if (len > cap)
+		return -EMSGSIZE;
+	if (len)
+		memcpy(buf, env + 1, len);
+	r = drop_one(conv, c, cell);
+	if (r < 0)
+		return r;
 	ck_pr_store_64(&c->received, c->received + 1);
 	return len;
 }
 
-LMN_EXPORT ssize_t lmn_recv(lmn_conv *conv, void *buf, size_t cap, int timeout_ms)
+static ssize_t recv_impl(lmn_conv *conv, void *buf, size_t cap, int timeout_ms,
+			 uint64_t min_correlation)
 {
 	struct lmn__conv *c;
 	uint64_t deadline;
 	ssize_t r;
 	bool spun = false;
 
-	if (!conv || (!buf && cap) || timeout_ms < -1)
-		return -EINVAL;
 	r = enter(conv, &c);
 	/* A failed conversation still delivers what had arrived first. */
 	if (r < 0 && r != -ECONNRESET)
@@ -221,15 +249,15 @@ LMN_EXPORT ssize_t lmn_recv(lmn_conv *conv, void *buf, size_t cap, int timeout_m
 		uint32_t expect, phase;
 		int32_t peer_cpu = -1;
 
-		r = take_one(conv, c, buf, cap);
+		r = take_one(conv, c, buf, cap, min_correlation);
 		if (r != -EAGAIN)
 			return r;
 		/* The inbox is empty: is there anything left to wait for? */
 		phase = ck_pr_load_32(&c->phase);
-		if (conv->closed || phase == LMN__PHASE_COMPLETING || phase == LMN__PHASE_CLOSED)
+		if (ck_pr_load_int(&conv->closed) || phase == LMN__PHASE_COMPLETING || phase == LMN__PHASE_CLOSED)
 			return -EPIPE;
 		if (phase == LMN__PHASE_FAILED ||
-		    (conv->server != LMN__BUFFERING && ck_pr_load_32(&c->server_gone))) {
+		    (conv->server != LMN__BUFFERING && lmn__value_of(ck_pr_load_64(&c->server_gone)))) {
 			/* A reply may have landed just before the failure. */
 			if (lmn__chan_has_data(&c->inbox))
 				continue;
@@ -245,7 +273,7 @@ LMN_EXPORT ssize_t lmn_recv(lmn_conv *conv, void *buf, size_t cap, int timeout_m
 								       conv->server)
 							  ->doorbell_cpu);
 			if (lmn__spin_pays(conv->bus, peer_cpu) &&
-			    lmn__spin(conv->bus->spin_ns, data_or_end, &x))
+			    lmn__spin(ck_pr_load_32(&conv->bus->spin_ns), data_or_end, &x))
 				continue;
 		}
 		expect = lmn__word_arm(&c->inbox.data_word);
@@ -255,6 +283,13 @@ LMN_EXPORT ssize_t lmn_recv(lmn_conv *conv, void *buf, size_t cap, int timeout_m
 		    !data_or_end(&x))
 			return -ETIMEDOUT;
 	}
+}
+
+LMN_EXPORT ssize_t lmn_recv(lmn_conv *conv, void *buf, size_t cap, int timeout_ms)
+{
+	if (!conv || (!buf && cap) || timeout_ms < -1)
+		return -EINVAL;
+	return recv_impl(conv, buf, cap, timeout_ms, 0);
 }
 
 LMN_EXPORT ssize_t lmn_call(lmn_conv *conv, const void *req, size_t len, void *buf, size_t cap,
@@ -269,5 +304,8 @@ LMN_EXPORT ssize_t lmn_call(lmn_conv *conv, const void *req, size_t len, void *b
 	r = lmn_send(conv, req, len, 0);
 	if (r < 0)
 		return r;
-	return lmn_recv(conv, buf, cap, timeout_ms);
+	/* Our request has id next_id: a reply to anything older is the late
+	 * answer to a call that timed out, not ours. */
+	return recv_impl(conv, buf, cap, timeout_ms,
+			 conv->server == LMN__BUFFERING ? 0 : conv->next_id);
 }

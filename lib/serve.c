@@ -66,9 +66,9 @@ static void msgs_del(struct lmn_bus *bus, struct lmn_msg *m)
  * nothing.  Give back its reference, once. */
 static void server_done(struct lmn_bus *bus, struct lmn__conv *c, uint32_t idx, uint32_t gen)
 {
-	if (!ck_pr_cas_32(&c->server_gone, 0, 1))
+	if (!ck_pr_cas_64(&c->server_gone, lmn__gen_word(gen, 0), lmn__gen_word(gen, 1)))
 		return;
-	ck_pr_dec_32(&lmn__part(&bus->l, bus->base, bus->self_idx)->serving);
+	lmn__part_unserve(&bus->l, bus->base, bus->self_idx, bus->self_gen);
 	lmn__conv_unref(&bus->l, bus->base, idx, gen);
 }
 
@@ -88,7 +88,14 @@ static int take_from(struct lmn_bus *bus, uint32_t idx, struct lmn_msg **ret)
 	 * the opener stored before publishing the slot. */
 	ck_pr_fence_load();
 	if (c->server != bus->self_idx || c->server_gen != bus->self_gen ||
-	    ck_pr_load_32(&c->server_gone))
+	    ck_pr_load_64(&c->server_gone) != lmn__gen_word(gen, 0))
+		return -EAGAIN;
+	/* The fields above belong to the tenant we loaded only if the slot
+	 * still holds it: a slot freed and reopened in between would hand us
+	 * a stranger's request under the old generation.  Once this check
+	 * passes, our own reference pins the tenant. */
+	ck_pr_fence_load();
+	if (ck_pr_load_64(&c->slot) != w)
 		return -EAGAIN;
 	/* The phase first: a close is published after the initiator's last
 	 * request, so an empty ring seen after a closed phase is final. */
@@ -99,8 +106,10 @@ static int take_from(struct lmn_bus *bus, uint32_t idx, struct lmn_msg **ret)
 		if (phase < LMN__PHASE_COMPLETING || c->close_delivered)
 			return -EAGAIN;
 		m = calloc(1, sizeof(*m));
-		if (!m)
+		if (!m) {
+			pend_push(bus, idx); /* the notice is still owed */
 			return -ENOMEM;
+		}
 		c->close_delivered = 1;
 		m->kind = LMN_MSG_CLOSED;
 		m->cell = UINT32_MAX;
@@ -111,19 +120,18 @@ static int take_from(struct lmn_bus *bus, uint32_t idx, struct lmn_msg **ret)
 		return -EBADMSG;
 	env = (struct lmn__envelope *)lmn__cell(&bus->l, bus->base, idx, 0, cell);
 	len = ck_pr_load_32(&env->length);
-	if (len > bus->l.max_message) {
-		/* A damaged message is dropped, and its cell given back. */
-		(void)lmn__chan_give_back(&c->cmd, lmn__ringbuf(&bus->l, bus->base, idx, 1),
-					  &bus->l, cell);
-		return -EBADMSG;
-	}
-	m = calloc(1, sizeof(*m));
+	m = len <= bus->l.max_message ? calloc(1, sizeof(*m)) : NULL;
 	if (!m) {
-		/* Cannot hand it out: put nothing back out of order, drop it
-		 * the way a damaged one is dropped, and say why. */
+		/* A damaged message, or one we cannot hand out for want of
+		 * memory, is dropped: its cell goes back (waking a sender that
+		 * waits for room), and the conversation stays pending so the
+		 * requests behind it are not stranded.  The call says why. */
 		(void)lmn__chan_give_back(&c->cmd, lmn__ringbuf(&bus->l, bus->base, idx, 1),
 					  &bus->l, cell);
-		return -ENOMEM;
+		if (lmn__word_signal(&c->cmd.free_word))
+			lmn__wake(&c->cmd.free_word);
+		pend_push(bus, idx);
+		return len > bus->l.max_message ? -EBADMSG : -ENOMEM;
 	}
 	m->kind = LMN_MSG_REQUEST;
 	m->cell = cell;
@@ -179,7 +187,10 @@ static int ready_now(void *p)
 {
 	struct lmn_bus *bus = ((struct ready_ctx *)p)->bus;
 
-	return lmn__ready_any(lmn__ready(&bus->l, bus->base, bus->self_idx), &bus->l);
+	/* Work may also sit in this process's pending queue, put there by
+	 * another thread's lmn_next: then there is no mark left to see. */
+	return ck_pr_load_32(&bus->pend_len) ||
+	       lmn__ready_any(lmn__ready(&bus->l, bus->base, bus->self_idx), &bus->l);
 }
 
 LMN_EXPORT int lmn_next(lmn_bus *bus, lmn_msg **ret, int timeout_ms)
@@ -226,7 +237,7 @@ LMN_EXPORT int lmn_next(lmn_bus *bus, lmn_msg **ret, int timeout_ms)
 		if (!spun) {
 			spun = true;
 			if (lmn__spin_pays(bus, bus->last_peer_cpu) &&
-			    lmn__spin(bus->spin_ns, ready_now, &x))
+			    lmn__spin(ck_pr_load_32(&bus->spin_ns), ready_now, &x))
 				continue;
 		}
 		expect = lmn__word_arm(&self->doorbell);

@@ -81,7 +81,7 @@ int lmn__current_cpu(void)
  * the spinner would burn the very time slice the peer needs. */
 bool lmn__spin_pays(const struct lmn_bus *bus, int32_t peer_cpu)
 {
-	if (!bus->spin_ns || !bus->can_spin)
+	if (!ck_pr_load_32(&bus->spin_ns) || !ck_pr_load_int(&bus->can_spin))
 		return false;
 	if (peer_cpu >= 0 && peer_cpu == lmn__current_cpu())
 		return false;

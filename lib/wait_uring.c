@@ -39,6 +39,14 @@ static pthread_once_t ring_once = PTHREAD_ONCE_INIT;
 
 static void on_fork_child(void)
 {
+	/* Only the forking thread lives on in the child, and this handler
+	 * runs in it before anything can reuse the ring's fd number: the one
+	 * moment its inherited ring can be torn down without closing a
+	 * stranger's descriptor. */
+	if (tl.ready) {
+		io_uring_queue_exit(&tl.ring);
+		tl.ready = 0;
+	}
 	fork_gen++;
 }
 
@@ -61,9 +69,8 @@ static struct io_uring *ring_get(void)
 {
 	pthread_once(&ring_once, ring_once_init);
 	if (tl.ready && tl.fork_gen != fork_gen) {
-		/* Inherited across fork: the mappings are the parent's ring.
-		 * Unmapping them and closing the fd touches only the child. */
-		io_uring_queue_exit(&tl.ring);
+		/* Cannot happen (the fork handler tore it down); never touch a
+		 * ring from another generation. */
 		tl.ready = 0;
 	}
 	if (!tl.ready) {

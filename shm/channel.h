@@ -25,9 +25,61 @@
 
 #include "layout.h"
 
-static inline int lmn__ring_sane(const struct ck_ring *r, uint32_t size)
+/*
+ * The SPSC operations are ck_ring's (the same struct, the same counters and
+ * fences), done here with the process's own validated ring size instead of
+ * the size and mask stored in the segment: ck_ring reads its mask from the
+ * ring on every call, and a mask damaged between a check and that read would
+ * index outside the buffer.  Counters read from the segment are checked
+ * against that size as well.
+ */
+static inline int lmn__chan_has_data_(const struct lmn__channel *ch)
 {
-	return ck_pr_load_uint(&r->size) == size && ck_pr_load_uint(&r->mask) == size - 1;
+	return ck_pr_load_uint(&ch->data.c_head) != ck_pr_load_uint(&ch->data.p_tail);
+}
+
+static inline int lmn__ring_put(struct ck_ring *r, struct ck_ring_buffer *buf, uint32_t size,
+				uintptr_t v)
+{
+	unsigned int c = ck_pr_load_uint(&r->c_head);
+	unsigned int p = ck_pr_load_uint(&r->p_tail);
+
+	if (p - c >= size)
+		return -EUCLEAN; /* more published than the ring holds */
+	if (p - c == size - 1)
+		return -EAGAIN;
+	ck_pr_store_ptr(&buf[p & (size - 1)].value, (void *)v);
+	/* Orders the slot before the new tail that publishes it. */
+	ck_pr_fence_store();
+	ck_pr_store_uint(&r->p_tail, p + 1);
+	return 0;
+}
+
+static inline int lmn__ring_look(struct ck_ring *r, struct ck_ring_buffer *buf, uint32_t size,
+				 uint32_t limit, uintptr_t *v)
+{
+	unsigned int c = ck_pr_load_uint(&r->c_head);
+	unsigned int p = ck_pr_load_uint(&r->p_tail);
+
+	if (c == p)
+		return -EAGAIN;
+	if (p - c >= size)
+		return -EUCLEAN;
+	/* Orders the tail load above before the slot load below, pairing
+	 * with the producer's store fence. */
+	ck_pr_fence_load();
+	*v = (uintptr_t)ck_pr_load_ptr(&buf[c & (size - 1)].value);
+	if (*v >= limit)
+		return -EUCLEAN;
+	return 0;
+}
+
+static inline void lmn__ring_advance(struct ck_ring *r)
+{
+	/* Orders the reads of the slot (and of the cell it named) before
+	 * the head store that lets the producer reuse them. */
+	ck_pr_fence_load_store();
+	ck_pr_store_uint(&r->c_head, ck_pr_load_uint(&r->c_head) + 1);
 }
 
 /* Set up an empty channel whose free ring holds every cell. */
@@ -37,7 +89,7 @@ static inline void lmn__chan_init(struct lmn__channel *ch, struct ck_ring_buffer
 	ck_ring_init(&ch->data, size);
 	ck_ring_init(&ch->free, size);
 	for (uint32_t i = 0; i < depth; i++)
-		ck_ring_enqueue_spsc(&ch->free, freebuf, (void *)(uintptr_t)i);
+		(void)lmn__ring_put(&ch->free, freebuf, size, i);
 	ch->consumer_cpu = -1;
 	ch->producer_cpu = -1;
 	/* The words keep their old sequence: a sleeper from a previous tenant
@@ -53,29 +105,24 @@ static inline void lmn__chan_init(struct lmn__channel *ch, struct ck_ring_buffer
 static inline int lmn__chan_reserve(struct lmn__channel *ch, struct ck_ring_buffer *freebuf,
 				    const struct lmn__layout *l, uint32_t *cell)
 {
-	void *v;
+	uintptr_t v;
+	int r = lmn__ring_look(&ch->free, freebuf, l->ring_size, l->ring_depth, &v);
 
-	if (!lmn__ring_sane(&ch->free, l->ring_size))
-		return -EUCLEAN;
-	if (!ck_ring_dequeue_spsc(&ch->free, freebuf, &v))
-		return -EAGAIN;
-	if ((uintptr_t)v >= l->ring_depth)
-		return -EUCLEAN;
-	*cell = (uint32_t)(uintptr_t)v;
+	if (r < 0)
+		return r;
+	lmn__ring_advance(&ch->free);
+	*cell = (uint32_t)v;
 	return 0;
 }
 
-/* Producer: hand a filled cell to the consumer.  ck_ring's enqueue issues a
- * store fence between the cell's contents and the new tail, so the consumer
- * that sees the index also sees the message. */
+/* Producer: hand a filled cell to the consumer. */
 static inline int lmn__chan_publish(struct lmn__channel *ch, struct ck_ring_buffer *databuf,
 				    const struct lmn__layout *l, uint32_t cell)
 {
-	if (!lmn__ring_sane(&ch->data, l->ring_size))
-		return -EUCLEAN;
-	if (!ck_ring_enqueue_spsc(&ch->data, databuf, (void *)(uintptr_t)cell))
-		return -EUCLEAN; /* more cells than the ring holds: damaged */
-	return 0;
+	int r = lmn__ring_put(&ch->data, databuf, l->ring_size, cell);
+
+	/* Full cannot happen: the ring holds more than there are cells. */
+	return r == -EAGAIN ? -EUCLEAN : r;
 }
 
 /* Consumer: look at the oldest published cell without taking it, so that a
@@ -84,52 +131,45 @@ static inline int lmn__chan_publish(struct lmn__channel *ch, struct ck_ring_buff
 static inline int lmn__chan_peek(struct lmn__channel *ch, struct ck_ring_buffer *databuf,
 				 const struct lmn__layout *l, uint32_t *cell)
 {
-	unsigned int c, p;
 	uintptr_t v;
+	int r = lmn__ring_look(&ch->data, databuf, l->ring_size, l->ring_depth, &v);
 
-	if (!lmn__ring_sane(&ch->data, l->ring_size))
-		return -EUCLEAN;
-	c = ck_pr_load_uint(&ch->data.c_head);
-	p = ck_pr_load_uint(&ch->data.p_tail);
-	if (c == p)
-		return -EAGAIN;
-	/* Orders the tail load above before the slot load below, pairing with
-	 * the producer's store fence in ck_ring_enqueue_spsc. */
-	ck_pr_fence_load();
-	if (p - c > l->ring_size)
-		return -EUCLEAN;
-	v = (uintptr_t)ck_pr_load_ptr(&databuf[c & (l->ring_size - 1)].value);
-	if (v >= l->ring_depth)
-		return -EUCLEAN;
-	*cell = (uint32_t)v;
-	return 0;
+	if (r == 0)
+		*cell = (uint32_t)v;
+	return r;
 }
 
-/* Consumer: take the oldest published cell (the one lmn__chan_peek showed). */
+/* Consumer: take the oldest published cell. */
 static inline int lmn__chan_take(struct lmn__channel *ch, struct ck_ring_buffer *databuf,
 				 const struct lmn__layout *l, uint32_t *cell)
 {
-	void *v;
+	int r = lmn__chan_peek(ch, databuf, l, cell);
 
-	if (!lmn__ring_sane(&ch->data, l->ring_size))
-		return -EUCLEAN;
-	if (!ck_ring_dequeue_spsc(&ch->data, databuf, &v))
-		return -EAGAIN;
-	if ((uintptr_t)v >= l->ring_depth)
-		return -EUCLEAN;
-	*cell = (uint32_t)(uintptr_t)v;
-	return 0;
+	if (r == 0)
+		lmn__ring_advance(&ch->data);
+	return r;
+}
+
+/* Consumer: drop the oldest published entry whatever it holds (a damaged
+ * one), so that one bad entry cannot block the channel for good. */
+static inline void lmn__chan_skip(struct lmn__channel *ch, uint32_t size)
+{
+	unsigned int c = ck_pr_load_uint(&ch->data.c_head);
+	unsigned int p = ck_pr_load_uint(&ch->data.p_tail);
+
+	/* Only past an entry that is there: damaged counters are left as
+	 * they are, since moving them would only spread the damage. */
+	if (p != c && p - c < size)
+		lmn__ring_advance(&ch->data);
 }
 
 /* Consumer: give a cell back to the producer for reuse. */
 static inline int lmn__chan_give_back(struct lmn__channel *ch, struct ck_ring_buffer *freebuf,
 				      const struct lmn__layout *l, uint32_t cell)
 {
-	if (!lmn__ring_sane(&ch->free, l->ring_size))
-		return -EUCLEAN;
-	if (!ck_ring_enqueue_spsc(&ch->free, freebuf, (void *)(uintptr_t)cell))
-		return -EUCLEAN;
-	return 0;
+	int r = lmn__ring_put(&ch->free, freebuf, l->ring_size, cell);
+
+	return r == -EAGAIN ? -EUCLEAN : r;
 }
 
 /* Either side: is anything published and not yet taken? */
@@ -137,6 +177,7 @@ static inline int lmn__chan_has_data(const struct lmn__channel *ch)
 {
 	return ck_pr_load_uint(&ch->data.c_head) != ck_pr_load_uint(&ch->data.p_tail);
 }
+
 
 /* Either side: is any cell free for the producer? */
 static inline int lmn__chan_has_room(const struct lmn__channel *ch)

@@ -42,6 +42,10 @@ static inline uint64_t lmn__slot_word(uint32_t gen, uint32_t state)
 }
 static inline uint32_t lmn__slot_gen(uint64_t w) { return (uint32_t)(w >> 32); }
 static inline uint32_t lmn__slot_state(uint64_t w) { return (uint32_t)w; }
+/* The same packing for the generation-tagged counters of a conversation. */
+#define lmn__gen_word lmn__slot_word
+#define lmn__gen_of lmn__slot_gen
+#define lmn__value_of lmn__slot_state
 
 /* Futex words carry a sequence in the upper 31 bits and, in bit 0, "someone
  * sleeps on this word".  A producer pays for a wake system call only when that
@@ -151,12 +155,15 @@ struct lmn__conv {
 	uint64_t opened_ns;   /* CLOCK_REALTIME */
 	uint64_t deadline_ns; /* CLOCK_MONOTONIC, 0: none */
 	/* References: one for the initiator, one for the server.  Whoever
-	 * drops the last one returns the slot to the free state. */
-	uint32_t refs;
-	/* Set once (CAS 0 -> 1) by whoever ends the server's part: the server
-	 * itself when it leaves, or an opener that finds it gone.  Makes the
-	 * server's reference drop exactly once. */
-	uint32_t server_gone;
+	 * drops the last one returns the slot to the free state.  The upper
+	 * half holds the generation, so that a late decrement meant for an
+	 * earlier tenant of the slot fails its CAS instead of landing here. */
+	uint64_t refs;
+	/* Generation in the upper half, and in the lower a flag set once (CAS
+	 * (gen, 0) -> (gen, 1)) by whoever ends the server's part: the server
+	 * when it is done or leaves, or an opener that finds it gone.  Makes
+	 * the server's reference drop exactly once, for this tenant only. */
+	uint64_t server_gone;
 	uint32_t server_health; /* enum lmn_health once gone */
 	uint64_t server_exit_ns;
 	int32_t initiator_pid;

@@ -22,8 +22,7 @@
 #include "layout.h"
 
 /* Any sender: mark conversation conv ready in the bitmap at bits.  The loads
- * skip an OR (and its cache-line transfer) when the bit is already set; the
- * ORs are full barriers, so the summary load cannot pass the leaf OR. */
+ * skip an OR (and its cache-line transfer) when the bit is already set. */
 static inline void lmn__ready_mark(uint64_t *bits, const struct lmn__layout *l, uint32_t conv)
 {
 	uint64_t *summary = bits;
@@ -31,10 +30,17 @@ static inline void lmn__ready_mark(uint64_t *bits, const struct lmn__layout *l, 
 	uint32_t w = conv / 64, s = w / 64;
 	uint64_t lb = 1ull << (conv % 64), sb = 1ull << (w % 64);
 
+	/* A full fence: the caller's ring publication (a store) must be
+	 * visible before we load the leaf.  Otherwise we might see the bit
+	 * still set from an earlier mark and skip ours while the server, which
+	 * takes that bit an instant later, still finds the ring empty: a lost
+	 * wake-up, seen in tests before this fence was here. */
+	ck_pr_fence_memory();
 	if (!(ck_pr_load_64(&leaf[w]) & lb))
 		ck_pr_or_64(&leaf[w], lb);
-	else
-		ck_pr_fence_memory();
+	/* Orders the leaf mark before the summary load (the OR alone does
+	 * not on every architecture). */
+	ck_pr_fence_memory();
 	if (!(ck_pr_load_64(&summary[s]) & sb))
 		ck_pr_or_64(&summary[s], sb);
 }
@@ -65,6 +71,8 @@ static inline uint32_t lmn__ready_take(uint64_t *bits, const struct lmn__layout 
 		if (!sw)
 			continue;
 		sw = ck_pr_fas_64(&summary[s], 0);
+		/* Orders the summary clear before the leaf takes below. */
+		ck_pr_fence_atomic();
 		while (sw) {
 			uint32_t w = s * 64 + (uint32_t)__builtin_ctzll(sw);
 			uint64_t lw;
@@ -73,6 +81,9 @@ static inline uint32_t lmn__ready_take(uint64_t *bits, const struct lmn__layout 
 			if (w >= l->ready_leaf_words)
 				continue;
 			lw = ck_pr_fas_64(&leaf[w], 0);
+			/* Orders the take before the loads of the rings it
+			 * points the caller to. */
+			ck_pr_fence_atomic_load();
 			while (lw) {
 				uint32_t conv = w * 64 + (uint32_t)__builtin_ctzll(lw);
 

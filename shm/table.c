@@ -1,5 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
+#include <sched.h>
+#include <signal.h>
 #include <string.h>
 #include <time.h>
 
@@ -35,11 +37,18 @@ int lmn__name_eq(const char *shm_name, const char *name)
 	return n < LMN__NAME_SIZE && memcmp(shm_name, name, n) == 0 && shm_name[n] == '\0';
 }
 
-/* Another entry that keeps us from taking the name: a live holder, or a
- * joiner with a lower index (the tie-break that lets exactly one of two
- * simultaneous joiners win). */
-static int name_taken(const struct lmn__layout *l, void *base, const char *name, uint32_t self)
+/*
+ * Who else wants the name.  Returns 1 when we must back off: a live holder,
+ * or a joiner with a lower index.  Returns 0 when the name is ours to take.
+ * Sets *wait_for when a joiner with a higher index is still settling: it may
+ * have missed us (we were only CLAIMED when it scanned) and go live, so we
+ * wait until it either backs off or goes live.  Waits only ever run from a
+ * lower index to a higher one, so two joiners never wait for each other.
+ */
+static int name_taken(const struct lmn__layout *l, void *base, const char *name, uint32_t self,
+		      uint32_t *wait_for)
 {
+	*wait_for = UINT32_MAX;
 	for (uint32_t i = 0; i < l->participants; i++) {
 		struct lmn__participant *p = lmn__part(l, base, i);
 		uint32_t st;
@@ -55,8 +64,35 @@ static int name_taken(const struct lmn__layout *l, void *base, const char *name,
 			continue;
 		if (st == LMN__SLOT_LIVE || i < self)
 			return 1;
+		if (*wait_for == UINT32_MAX)
+			*wait_for = i;
 	}
 	return 0;
+}
+
+/* Wait, bounded, until joiner idx leaves the JOINING state: 0 when it did.
+ * A joiner settles within microseconds unless it was preempted or killed;
+ * -1 for one that died half-way (seen through its pid) or that did not
+ * settle within two seconds: the caller backs off rather than guess. */
+static int await_settled(const struct lmn__layout *l, void *base, uint32_t idx)
+{
+	struct lmn__participant *p = lmn__part(l, base, idx);
+	uint64_t w = ck_pr_load_64(&p->slot);
+	int32_t pid = ck_pr_load_32((uint32_t *)&p->pid);
+	struct timespec pause = {0, 100000};
+
+	for (int round = 0; round < 20000; round++) {
+		if (ck_pr_load_64(&p->slot) != w)
+			return 0;
+		if (round < 100) {
+			sched_yield();
+			continue;
+		}
+		if (pid > 0 && kill(pid, 0) < 0 && errno == ESRCH)
+			return -1;
+		nanosleep(&pause, NULL);
+	}
+	return -1;
 }
 
 int lmn__part_claim(const struct lmn__layout *l, void *base, const char *name, int32_t pid,
@@ -65,7 +101,9 @@ int lmn__part_claim(const struct lmn__layout *l, void *base, const char *name, i
 	struct lmn__participant *p = NULL;
 	uint32_t idx = 0, gen = 0;
 
-	if (name_taken(l, base, name, UINT32_MAX))
+	uint32_t wait_for;
+
+	if (name_taken(l, base, name, UINT32_MAX, &wait_for))
 		return -EADDRINUSE;
 	for (idx = 0; idx < l->participants; idx++) {
 		uint64_t w;
@@ -101,9 +139,14 @@ int lmn__part_claim(const struct lmn__layout *l, void *base, const char *name, i
 	ck_pr_fence_store();
 	ck_pr_store_64(&p->slot, lmn__slot_word(gen, LMN__SLOT_JOINING));
 	ck_pr_fence_memory();
-	if (name_taken(l, base, name, idx)) {
-		ck_pr_store_64(&p->slot, lmn__slot_word(gen, LMN__SLOT_FREE));
-		return -EADDRINUSE;
+	for (;;) {
+		if (name_taken(l, base, name, idx, &wait_for) ||
+		    (wait_for != UINT32_MAX && await_settled(l, base, wait_for) < 0)) {
+			ck_pr_store_64(&p->slot, lmn__slot_word(gen, LMN__SLOT_FREE));
+			return -EADDRINUSE;
+		}
+		if (wait_for == UINT32_MAX)
+			break;
 	}
 	ck_pr_store_64(&p->slot, lmn__slot_word(gen, LMN__SLOT_LIVE));
 	*ret_idx = idx;
@@ -133,6 +176,22 @@ void lmn__part_release(const struct lmn__layout *l, void *base, uint32_t idx, ui
 	ck_pr_fence_store();
 	ck_pr_cas_64(&p->slot, lmn__slot_word(gen, LMN__SLOT_CLOSING),
 		     lmn__slot_word(gen, LMN__SLOT_FREE));
+}
+
+void lmn__part_unserve(const struct lmn__layout *l, void *base, uint32_t idx, uint32_t gen)
+{
+	struct lmn__participant *p;
+	uint32_t n;
+
+	if (idx >= l->participants)
+		return;
+	p = lmn__part(l, base, idx);
+	/* A later tenant of the slot starts from zero: not its count. */
+	if (lmn__slot_gen(ck_pr_load_64(&p->slot)) != gen)
+		return;
+	n = ck_pr_load_32(&p->serving);
+	while (n && !ck_pr_cas_32_value(&p->serving, n, n - 1, &n))
+		;
 }
 
 int lmn__part_live(const struct lmn__layout *l, void *base, uint32_t idx, uint32_t gen)
@@ -180,7 +239,7 @@ int lmn__part_find_server(const struct lmn__layout *l, void *base, const char *s
 		if (!serves)
 			continue;
 		load = ck_pr_load_32(&p->serving);
-		if (load < best_load) {
+		if (best == UINT32_MAX || load < best_load) {
 			best = i;
 			best_gen = lmn__slot_gen(w);
 			best_load = load;
@@ -221,15 +280,21 @@ int lmn__conv_claim(const struct lmn__layout *l, void *base, uint32_t *ret_idx,
 int lmn__conv_unref(const struct lmn__layout *l, void *base, uint32_t idx, uint32_t gen)
 {
 	struct lmn__conv *c = lmn__conv_at(l, base, idx);
-	uint64_t w = ck_pr_load_64(&c->slot);
+	uint64_t r = ck_pr_load_64(&c->refs);
 
-	if (lmn__slot_gen(w) != gen || lmn__slot_state(w) != LMN__SLOT_LIVE)
+	/* Orders this side's earlier stores to the conversation before the
+	 * decrement, so whoever frees the slot sees them. */
+	ck_pr_fence_store_atomic();
+	for (;;) {
+		if (lmn__gen_of(r) != gen || lmn__value_of(r) == 0)
+			return 0; /* not this tenant's, or damaged: leave it */
+		if (ck_pr_cas_64_value(&c->refs, r, r - 1, &r))
+			break;
+	}
+	if (lmn__value_of(r) != 1)
 		return 0;
-	/* The decrement is a full barrier: everything this side wrote to the
-	 * conversation is ordered before the slot can be handed on. */
-	if (ck_pr_faa_32(&c->refs, (uint32_t)-1) != 1)
-		return 0;
-	ck_pr_cas_64(&c->slot, w, lmn__slot_word(gen, LMN__SLOT_FREE));
+	ck_pr_cas_64(&c->slot, lmn__slot_word(gen, LMN__SLOT_LIVE),
+		     lmn__slot_word(gen, LMN__SLOT_FREE));
 	/* Hint the next opener here: freed slots are warm. */
 	ck_pr_store_32(&lmn__hdr(base)->conv_hint, idx);
 	return 1;

@@ -26,6 +26,8 @@ int lmn__part_find(const struct lmn__layout *l, void *base, const char *name, ui
 /* The live server of service with the fewest open conversations. */
 int lmn__part_find_server(const struct lmn__layout *l, void *base, const char *service,
 			  uint32_t *ret_idx, uint32_t *ret_gen);
+/* One conversation fewer for server (idx, gen), if it is still that tenant. */
+void lmn__part_unserve(const struct lmn__layout *l, void *base, uint32_t idx, uint32_t gen);
 /* Is (idx, gen) still the live tenant of its slot? */
 int lmn__part_live(const struct lmn__layout *l, void *base, uint32_t idx, uint32_t gen);
 

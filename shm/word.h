@@ -27,15 +27,18 @@
 #include "layout.h"
 
 /* Waiter: announce a sleeper.  Returns the value to pass to the futex wait.
- * The CAS is a full barrier on every architecture ck supports, which orders
- * the bit before the caller's re-check of the condition. */
+ * ck's CAS is not a full barrier everywhere (plain cas or ll/sc on arm64),
+ * so an explicit fence orders the bit before the caller's re-check of the
+ * condition; on x86 the locked CAS already does and the fence is free. */
 static inline uint32_t lmn__word_arm(uint32_t *word)
 {
 	uint32_t w = ck_pr_load_32(word);
 
 	while (!(w & LMN__WORD_SLEEPER)) {
-		if (ck_pr_cas_32_value(word, w, w | LMN__WORD_SLEEPER, &w))
+		if (ck_pr_cas_32_value(word, w, w | LMN__WORD_SLEEPER, &w)) {
+			ck_pr_fence_atomic_load();
 			return w | LMN__WORD_SLEEPER;
+		}
 	}
 	ck_pr_fence_memory(); /* the bit was already set: still order our re-check */
 	return w;
@@ -61,7 +64,12 @@ static inline int lmn__word_signal(uint32_t *word)
  * always bump, report whether anybody had announced sleep. */
 static inline int lmn__word_bump(uint32_t *word)
 {
-	uint32_t w = ck_pr_load_32(word);
+	uint32_t w;
+
+	/* Orders the caller's stores (a phase, a gone flag) before the bump
+	 * that tells sleepers to look at them. */
+	ck_pr_fence_store_atomic();
+	w = ck_pr_load_32(word);
 
 	while (!ck_pr_cas_32_value(word, w, (w + LMN__WORD_SEQ) & ~LMN__WORD_SLEEPER, &w))
 		;

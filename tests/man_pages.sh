@@ -75,10 +75,11 @@ sed -n '/^\.\\" example-begin$/,/^\.\\" example-end$/p' "$man/liminal.7" |
 		-e 's/\\&//g' -e 's/\\-/-/g' -e 's/\\e/\\/g' \
 		>"$work/example.c"
 [ -s "$work/example.c" ] || fail "example: none between example-begin and example-end in man/liminal.7"
-if ! ${CC:-cc} -Wall -Wextra -Werror -I"$src/include" -o "$work/example" "$work/example.c" \
+# shellcheck disable=SC2086 # EXAMPLE_CFLAGS holds several flags (sanitizers)
+if ! ${CC:-cc} ${EXAMPLE_CFLAGS:-} -Wall -Wextra -Werror -I"$src/include" -o "$work/example" "$work/example.c" \
 	-L"$build" -lliminal -Wl,-rpath,"$build" >"$work/cc.log" 2>&1; then
 	cat "$work/cc.log" >&2
-	fail "example: does not compile (extracted to $work/example.c)"
+	fail "example: does not compile"
 fi
 shm=$(mktemp -d /dev/shm/lmn-man.XXXXXX) || fail "example: cannot make a directory in /dev/shm"
 LIMINAL_DIR=$shm timeout 60 "$work/example" >"$work/run.log" 2>&1

@@ -138,8 +138,12 @@ static int client_main(void *p)
 	for (int i = 0; i < a->calls; i++) {
 		int req[2] = {a->id, i}, rep[2];
 
-		if (lmn_call(conv, req, sizeof(req), rep, sizeof(rep), TH_TIMEOUT_MS) != sizeof(rep))
+		ssize_t n = lmn_call(conv, req, sizeof(req), rep, sizeof(rep), TH_TIMEOUT_MS);
+
+		if (n != sizeof(rep)) {
+			fprintf(stderr, "client %d call %d: %zd\n", a->id, i, n);
 			return 32;
+		}
 		if (rep[0] != a->id || rep[1] != i)
 			return 33;
 	}
