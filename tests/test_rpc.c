@@ -337,6 +337,81 @@ START_TEST(service_balances_servers)
 }
 END_TEST
 
+/* A call that timed out leaves its reply to come late: the next call must
+ * get its own reply, not that one.  The server here answers the first
+ * request only after the client gave up on it. */
+struct slow {
+	const char *bus;
+	struct th_event ready, gave_up;
+};
+
+static int slow_main(void *p)
+{
+	struct slow *s = p;
+	lmn_bus *bus;
+	lmn_msg *m;
+	int closes = 0;
+
+	if (lmn_bus_join(s->bus, "slow", &bus) < 0 || lmn_bus_serve(bus, "slow") < 0)
+		return 100;
+	th_event_fire(&s->ready);
+	if (lmn_next(bus, &m, TH_TIMEOUT_MS) < 0)
+		return 101;
+	if (th_event_await(&s->gave_up, TH_TIMEOUT_MS) < 0)
+		return 102;
+	if (lmn_reply(m, "late", 4) < 0)
+		return 103;
+	lmn_msg_release(m);
+	while (closes == 0) {
+		if (lmn_next(bus, &m, TH_TIMEOUT_MS) < 0)
+			return 104;
+		if (lmn_msg_kind(m) == LMN_MSG_CLOSED)
+			closes++;
+		else if (lmn_reply(m, lmn_msg_data(m), lmn_msg_size(m)) < 0)
+			return 105;
+		lmn_msg_release(m);
+	}
+	lmn_bus_leave(bus);
+	return 0;
+}
+
+START_TEST(late_reply_not_taken_for_next_call)
+{
+	const char *bus_name = th_bus(4, 4, 64);
+	struct slow s = {.bus = bus_name};
+	struct lmn_conv_config cfg = th_cfg(LMN_POLICY_FAIL);
+	struct lmn_conv_info info;
+	lmn_conv *conv;
+	lmn_bus *bus;
+	pid_t server;
+	char rep[8];
+
+	th_event_new(&s.ready);
+	th_event_new(&s.gave_up);
+	server = th_fork(slow_main, &s);
+	ck_assert_int_eq(th_event_await(&s.ready, TH_TIMEOUT_MS), 0);
+	ck_assert_int_eq(lmn_bus_join(bus_name, "client", &bus), 0);
+	ck_assert_int_eq(lmn_conv_open(bus, "slow", &cfg, &conv), 0);
+	ck_assert_int_eq(lmn_call(conv, "first", 5, rep, sizeof(rep), 0), -ETIMEDOUT);
+	th_event_fire(&s.gave_up);
+	for (int i = 0; i < 20; i++) {
+		char req[8];
+		int n = snprintf(req, sizeof(req), "c%d", i);
+
+		ck_assert_int_eq(lmn_call(conv, req, (size_t)n, rep, sizeof(rep), TH_TIMEOUT_MS), n);
+		ck_assert_mem_eq(rep, req, (size_t)n);
+	}
+	ck_assert_int_eq(lmn_conv_state(conv, &info), 0);
+	ck_assert_uint_eq(info.sent, 21);
+	ck_assert_uint_eq(info.received, 20); /* the late one was dropped */
+	ck_assert_uint_eq(info.max_message, 64);
+	ck_assert_uint_eq(info.ring_depth, 4);
+	lmn_conv_free(conv);
+	ck_assert_int_eq(th_wait(server, TH_TIMEOUT_MS), 0);
+	lmn_bus_leave(bus);
+}
+END_TEST
+
 /* Participants that are separate programs, started with exec. */
 static pid_t exec_peer(char *const argv[])
 {
@@ -620,6 +695,7 @@ int main(void)
 	tcase_add_test(tc, service_balances_servers);
 	tcase_add_test(tc, exec_server_and_clients);
 	tcase_add_test(tc, ring_full_back_pressure);
+	tcase_add_test(tc, late_reply_not_taken_for_next_call);
 	tcase_add_test(tc, reply_after_close_and_close_notice);
 	tcase_add_test(tc, server_leaves_fail);
 	tcase_add_test(tc, server_leaves_compensate);
