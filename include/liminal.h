@@ -35,6 +35,7 @@ extern "C" {
 typedef struct lmn_bus lmn_bus;
 typedef struct lmn_conv lmn_conv;
 typedef struct lmn_msg lmn_msg;
+typedef struct lmn_watch lmn_watch;
 
 /* Sizes of a new bus.  A zero field takes the default shown. */
 struct lmn_bus_config {
@@ -71,6 +72,24 @@ enum lmn_health {
 	LMN_HEALTH_CRASHED = 3, /* died while attached */
 };
 
+/* What a conversation's policy did about one crash. */
+enum lmn_crash_action {
+	LMN_CRASH_FAILED = 1,    /* FAIL: the conversation failed */
+	LMN_CRASH_ROUTED = 2,    /* ROUTE_NEXT: moved to another server */
+	LMN_CRASH_RECORDED = 3,  /* COMPENSATE: recorded, nothing changed */
+	LMN_CRASH_NO_SERVER = 4, /* ROUTE_NEXT with no server left: failed */
+	LMN_CRASH_INITIATOR = 5, /* the initiator died: the conversation failed */
+};
+
+struct lmn_crash_info {
+	char name[LMN_NAME_MAX + 1]; /* the participant that died */
+	pid_t pid;
+	enum lmn_crash_action action;
+	uint64_t exit_ns; /* CLOCK_REALTIME when the death was handled */
+};
+
+#define LMN_CRASH_RECORDS 4
+
 struct lmn_conv_config {
 	enum lmn_policy policy; /* required */
 	int32_t timeout_ms;     /* deadline of every call, from the open; 0: none */
@@ -87,7 +106,8 @@ enum lmn_msg_kind {
 };
 
 /* lmn_msg_flags() bits. */
-#define LMN_MSG_REDELIVERED 0x1u /* delivered before to a server that died */
+#define LMN_MSG_REDELIVERED 0x1u  /* delivered before to a server that departed unanswered */
+#define LMN_MSG_PEER_CRASHED 0x2u /* on LMN_MSG_CLOSED: the initiator died */
 
 struct lmn_participant_info {
 	char name[LMN_NAME_MAX + 1];
@@ -107,7 +127,32 @@ struct lmn_conv_info {
 	struct lmn_participant_info participants[2]; /* [0] initiator, [1] server */
 	uint32_t max_message;    /* largest message the bus carries, in bytes */
 	uint32_t ring_depth;     /* messages a ring holds */
+	uint32_t n_crashes;      /* crashes this conversation saw */
+	struct lmn_crash_info crashes[LMN_CRASH_RECORDS]; /* the first of them */
 	uint32_t reserved[6];
+};
+
+/* lmn_watch_wait() results. */
+#define LMN_EXIT_LEFT 1    /* the participant left the bus */
+#define LMN_EXIT_CRASHED 2 /* its process died while it was attached */
+
+/* Usage of a bus, for tools and for proving that nothing leaked. */
+struct lmn_bus_stat {
+	uint64_t size;                /* bytes of segment */
+	uint32_t participants_total;
+	uint32_t participants_used;   /* live, joining or not yet reclaimed */
+	uint32_t participants_dead;   /* of those, whose process is gone */
+	uint32_t conversations_total;
+	uint32_t conversations_used;
+	uint32_t cells_total;         /* message cells, both directions */
+	uint32_t cells_used;          /* cells holding a message or held */
+	uint32_t max_message;
+	uint32_t ring_depth;
+	uint64_t leaves;              /* clean leaves since creation */
+	uint64_t crashes;             /* deaths handled since creation */
+	pid_t creator_pid;
+	uint64_t created_ns;          /* CLOCK_REALTIME */
+	uint32_t reserved[8];
 };
 
 /* Buses. */
@@ -140,6 +185,15 @@ LMN_EXPORT unsigned int lmn_msg_flags(const lmn_msg *msg);
 LMN_EXPORT uint64_t lmn_msg_conv_id(const lmn_msg *msg);
 LMN_EXPORT const char *lmn_msg_sender(const lmn_msg *msg);
 
+/* Exit watches. */
+LMN_EXPORT int lmn_watch_open(lmn_bus *bus, const char *participant, lmn_watch **ret);
+LMN_EXPORT int lmn_watch_wait(lmn_watch *watch, int timeout_ms);
+LMN_EXPORT int lmn_watch_fd(const lmn_watch *watch);
+LMN_EXPORT int lmn_watch_close(lmn_watch *watch);
+
+/* Usage, by name, without joining. */
+LMN_EXPORT int lmn_bus_stat(const char *name, struct lmn_bus_stat *ret);
+
 /* Which backend blocking calls sleep in: "io_uring" or "futex". */
 LMN_EXPORT const char *lmn_wait_backend(void);
 
@@ -158,6 +212,11 @@ static inline void lmn_msg_releasep(lmn_msg **msg)
 {
 	if (msg && *msg)
 		(void)lmn_msg_release(*msg);
+}
+static inline void lmn_watch_closep(lmn_watch **watch)
+{
+	if (watch && *watch)
+		(void)lmn_watch_close(*watch);
 }
 
 #ifdef __cplusplus

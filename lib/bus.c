@@ -22,6 +22,56 @@
 #define DEFAULT_SPIN_NS 50000u
 #define MAX_SPIN_NS 1000000000u
 
+/* Is anyone alive on the bus at path: its creator, or any participant?  A
+ * file that is not a valid bus counts as live: it is not ours to remove. */
+static bool bus_is_live(const char *path)
+{
+	struct lmn__layout l;
+	struct lmn__header *h;
+	struct stat st;
+	bool live = false;
+	void *base;
+	int fd;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return errno != ENOENT;
+	if (fstat(fd, &st) < 0 || st.st_size < (off_t)sizeof(struct lmn__header)) {
+		close(fd);
+		return true;
+	}
+	base = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
+	close(fd);
+	if (base == MAP_FAILED)
+		return true;
+	h = base;
+	if (lmn__layout_validate(&l, base, (uint64_t)st.st_size) < 0) {
+		live = true;
+		goto out;
+	}
+	if (lmn__proc_alive(h->creator_pid, h->creator_start, 0, NULL)) {
+		live = true;
+		goto out;
+	}
+	for (uint32_t i = 0; i < l.participants && !live; i++) {
+		struct lmn__participant *p = lmn__part(&l, base, i);
+		uint64_t w = ck_pr_load_64(&p->slot);
+
+		switch (lmn__slot_state(w)) {
+		case LMN__SLOT_FREE:
+			break;
+		case LMN__SLOT_CLAIMED:
+			live = lmn__proc_alive(lmn__slot_pid(w), 0, 0, NULL);
+			break;
+		default:
+			live = lmn__proc_alive(p->pid, p->start_time, p->pidfs_ino, NULL);
+		}
+	}
+out:
+	munmap(base, (size_t)st.st_size);
+	return live;
+}
+
 LMN_EXPORT int lmn_bus_create(const char *name, const struct lmn_bus_config *config)
 {
 	struct lmn_bus_config cfg = {0};
@@ -54,8 +104,6 @@ LMN_EXPORT int lmn_bus_create(const char *name, const struct lmn_bus_config *con
 	r = lmn__bus_path(tmp, sizeof(tmp), name, ".");
 	if (r < 0 || strlen(tmp) + 7 >= sizeof(tmp))
 		return -ENAMETOOLONG;
-	if (access(path, F_OK) == 0)
-		return -EEXIST;
 	strcat(tmp, ".XXXXXX");
 
 	/* Build the segment under a temporary name and publish it with link(),
@@ -86,10 +134,22 @@ LMN_EXPORT int lmn_bus_create(const char *name, const struct lmn_bus_config *con
 		goto fail;
 	}
 	lmn__layout_init_header(&l, base, cfg.mode ? cfg.mode : 0600);
+	lmn__hdr(base)->creator_start = lmn__proc_start_time(getpid());
 	munmap(base, sizeof(struct lmn__header));
-	if (link(tmp, path) < 0) {
+	for (int attempt = 0;; attempt++) {
+		if (link(tmp, path) == 0)
+			break;
 		r = -errno;
-		goto fail;
+		/* A bus whose every process is gone is replaced, so that a
+		 * crashed application starts again without anyone removing
+		 * files by hand.  Unlink, then link again: if another creator
+		 * got there first, its bus is live and we say so. */
+		if (r != -EEXIST || attempt > 0 || bus_is_live(path))
+			goto fail;
+		if (unlink(path) < 0 && errno != ENOENT) {
+			r = -errno;
+			goto fail;
+		}
 	}
 	unlink(tmp);
 	close(fd);
@@ -176,6 +236,28 @@ static int map_bus(const char *name, void **ret_base, struct lmn__layout *ret_l)
 	return 0;
 }
 
+/* Reclaim every dead holder of a name; how many there were. */
+static int reap_name(const struct lmn__layout *l, void *base, const char *name)
+{
+	int n = 0;
+
+	for (uint32_t i = 0; i < l->participants; i++) {
+		struct lmn__participant *p = lmn__part(l, base, i);
+		uint64_t w = ck_pr_load_64(&p->slot);
+		uint32_t st = lmn__slot_state(w);
+
+		if (st != LMN__SLOT_LIVE && st != LMN__SLOT_JOINING && st != LMN__SLOT_CLOSING)
+			continue;
+		ck_pr_fence_load();
+		if (!lmn__name_eq(p->name, name))
+			continue;
+		if (lmn__part_reap(l, base, i, lmn__slot_gen(w)) &&
+		    ck_pr_load_64(&p->slot) != w)
+			n++;
+	}
+	return n;
+}
+
 LMN_EXPORT int lmn_bus_join(const char *name, const char *self, lmn_bus **ret)
 {
 	struct lmn_bus *bus;
@@ -195,8 +277,19 @@ LMN_EXPORT int lmn_bus_join(const char *name, const char *self, lmn_bus **ret)
 	r = map_bus(name, &bus->base, &bus->l);
 	if (r < 0)
 		goto fail;
-	r = lmn__part_claim(&bus->l, bus->base, self, (int32_t)getpid(),
-			    lmn__proc_start_time(getpid()), &bus->self_idx, &bus->self_gen);
+	bus->pid = (int32_t)getpid();
+	for (int attempt = 0;; attempt++) {
+		r = lmn__part_claim(&bus->l, bus->base, self, bus->pid,
+				    lmn__proc_start_time(bus->pid), lmn__self_pidfs_ino(),
+				    &bus->self_idx, &bus->self_gen);
+		/* A holder of the name, or of every slot, may be dead and not yet
+		 * reclaimed: a restarted process must get its name back at once. */
+		if (attempt > 0 || (r != -EADDRINUSE && r != -ENOSPC))
+			break;
+		if (r == -EADDRINUSE ? reap_name(&bus->l, bus->base, self) == 0
+				     : lmn__bus_reap(&bus->l, bus->base) == 0)
+			break;
+	}
 	if (r < 0) {
 		munmap(bus->base, bus->l.total_size);
 		goto fail;
@@ -207,6 +300,7 @@ LMN_EXPORT int lmn_bus_join(const char *name, const char *self, lmn_bus **ret)
 	ck_pr_store_int(&bus->can_spin, more_than_one_cpu());
 	bus->last_peer_cpu = -1;
 	pthread_mutex_init(&bus->lock, NULL);
+	pthread_mutex_init(&bus->wlock, NULL);
 	*ret = bus;
 	return 0;
 fail:
@@ -224,10 +318,15 @@ LMN_EXPORT int lmn_bus_leave(lmn_bus *bus)
 	while (bus->convs)
 		lmn__conv_detach(bus->convs);
 	pthread_mutex_unlock(&bus->lock);
+	lmn__watches_stop(bus);
+	lmn__watches_detach(bus);
+	lmn__sentinel_forget(bus);
 	lmn__serve_leave(bus);
+	lmn__exit_record(&bus->l, bus->base, bus->self_idx, bus->self_gen, 0);
 	lmn__part_release(&bus->l, bus->base, bus->self_idx, bus->self_gen);
 	munmap(bus->base, bus->l.total_size);
 	pthread_mutex_destroy(&bus->lock);
+	pthread_mutex_destroy(&bus->wlock);
 	free(bus->pending);
 	free(bus->queued);
 	free(bus);

@@ -34,7 +34,7 @@ static void list_del(struct lmn_bus *bus, struct lmn_conv *conv)
 
 /* Wake everybody who sleeps on any word of the conversation, so that each
  * looks at the phase again. */
-static void wake_all(struct lmn__conv *c)
+void lmn__conv_wake_all(struct lmn__conv *c)
 {
 	uint32_t *words[] = {&c->inbox.data_word, &c->inbox.free_word, &c->cmd.data_word,
 			     &c->cmd.free_word};
@@ -44,18 +44,19 @@ static void wake_all(struct lmn__conv *c)
 			lmn__wake(words[i]);
 }
 
-/* Tell the server that something changed on this conversation. */
-static void ring_server(struct lmn_bus *bus, struct lmn__conv *c, uint32_t idx, uint32_t server)
+/* Tell the conversation's current server that something changed on it. */
+void lmn__conv_ring_server(const struct lmn__layout *l, void *base, struct lmn__conv *c,
+			   uint32_t idx)
 {
+	uint32_t server = ck_pr_load_32(&c->server);
 	struct lmn__participant *p;
 
-	if (server >= bus->l.participants)
+	if (server >= l->participants)
 		return;
-	p = lmn__part(&bus->l, bus->base, server);
-	lmn__ready_mark(lmn__ready(&bus->l, bus->base, server), &bus->l, idx);
+	p = lmn__part(l, base, server);
+	lmn__ready_mark(lmn__ready(l, base, server), l, idx);
 	if (lmn__word_signal(&p->doorbell))
 		lmn__wake(&p->doorbell);
-	(void)c;
 }
 
 /* Move the phase forward one step with a CAS.  A repeated transition into
@@ -112,34 +113,12 @@ int lmn__conv_check(struct lmn_conv *conv, struct lmn__conv **ret)
 	return 0;
 }
 
-/* The server's part ends (it left, or was found gone): record it, apply the
- * policy, wake the initiator, drop the server's reference.  Exactly once,
- * whoever calls it first. */
-void lmn__conv_end_server(const struct lmn__layout *l, void *base, uint32_t idx, uint32_t gen,
-			  uint32_t health)
-{
-	struct lmn__conv *c = lmn__conv_at(l, base, idx);
-
-	if (!ck_pr_cas_64(&c->server_gone, lmn__gen_word(gen, 0), lmn__gen_word(gen, 1)))
-		return;
-	c->server_health = health;
-	c->server_exit_ns = lmn__realtime_ns();
-	if (ck_pr_load_32(&c->policy) == LMN_POLICY_FAIL ||
-	    ck_pr_load_32(&c->policy) == LMN_POLICY_ROUTE_NEXT)
-		(void)lmn__phase_step(&c->phase, LMN__PHASE_FAILED);
-	lmn__part_unserve(l, base, c->server, c->server_gen);
-	/* Orders the record above before the wake-ups: a receiver that wakes
-	 * sees server_gone. */
-	ck_pr_fence_store();
-	wake_all(c);
-	lmn__conv_unref(l, base, idx, gen);
-}
-
 LMN_EXPORT int lmn_conv_open(lmn_bus *bus, const char *target,
 			     const struct lmn_conv_config *config, lmn_conv **ret)
 {
 	uint32_t server = LMN__BUFFERING, server_gen = 0, idx, gen;
 	struct lmn__participant *self, *sp = NULL;
+	bool by_name = false;
 	struct lmn_conv *conv;
 	struct lmn__conv *c;
 	int r;
@@ -157,6 +136,7 @@ LMN_EXPORT int lmn_conv_open(lmn_bus *bus, const char *target,
 		if (r < 0)
 			return r;
 		r = lmn__part_find(&bus->l, bus->base, target, &server, &server_gen);
+		by_name = r == 0;
 		if (r < 0)
 			r = lmn__part_find_server(&bus->l, bus->base, target, &server,
 						  &server_gen);
@@ -167,7 +147,9 @@ LMN_EXPORT int lmn_conv_open(lmn_bus *bus, const char *target,
 	conv = calloc(1, sizeof(*conv));
 	if (!conv)
 		return -ENOMEM;
-	r = lmn__conv_claim(&bus->l, bus->base, &idx, &gen);
+	r = lmn__conv_claim(&bus->l, bus->base, bus->pid, &idx, &gen);
+	if (r == -ENOSPC && lmn__bus_reap(&bus->l, bus->base) > 0)
+		r = lmn__conv_claim(&bus->l, bus->base, bus->pid, &idx, &gen);
 	if (r < 0) {
 		free(conv);
 		return r;
@@ -188,6 +170,16 @@ LMN_EXPORT int lmn_conv_open(lmn_bus *bus, const char *target,
 	c->server_gone = lmn__gen_word(gen, 0);
 	c->server_health = sp ? LMN__HEALTH_ALIVE : LMN__HEALTH_NONE;
 	c->server_exit_ns = 0;
+	c->initiator_gone = lmn__gen_word(gen, 0);
+	c->initiator_health = LMN__HEALTH_ALIVE;
+	c->initiator_exit_ns = 0;
+	c->fail_errno = 0;
+	c->ncrashes = 0;
+	c->redeliver = 0;
+	memset(lmn__cell_states(&bus->l, bus->base, idx), 0, bus->l.ring_depth);
+	memset(c->service, 0, sizeof(c->service));
+	if (sp && !by_name)
+		memcpy(c->service, target, strlen(target));
 	c->initiator_pid = self->pid;
 	memcpy(c->initiator_name, bus->self, sizeof(bus->self));
 	memset(c->server_name, 0, sizeof(c->server_name));
@@ -212,8 +204,11 @@ LMN_EXPORT int lmn_conv_open(lmn_bus *bus, const char *target,
 	 * left in between, we end its part ourselves. */
 	ck_pr_fence_memory();
 	if (sp && !lmn__part_live(&bus->l, bus->base, server, server_gen))
-		lmn__conv_end_server(&bus->l, bus->base, idx, gen, LMN__HEALTH_LEFT);
+		lmn__server_departed(&bus->l, bus->base, idx, gen, server, server_gen,
+				     LMN__HEALTH_LEFT);
 
+	if (sp)
+		lmn__sentinel_watch(bus, server, server_gen);
 	conv->bus = bus;
 	conv->idx = idx;
 	conv->gen = gen;
@@ -253,15 +248,30 @@ void lmn__conv_fill_info(struct lmn_conv *conv, struct lmn__conv *c, struct lmn_
 	if (lmn__name_copy(info.participants[1].name, c->server_name) < 0)
 		info.participants[1].name[0] = '\0';
 	info.participants[1].pid = c->server_pid;
-	if (lmn__value_of(ck_pr_load_64(&c->server_gone))) {
+	info.n_crashes = ck_pr_load_32(&c->ncrashes);
+	for (uint32_t i = 0; i < info.n_crashes && i < LMN_CRASH_RECORDS; i++) {
+		struct lmn__crash_rec *r = &c->crash[i];
+		uint32_t a = ck_pr_load_32(&r->action);
+
+		if (lmn__name_copy(info.crashes[i].name, r->name) < 0)
+			info.crashes[i].name[0] = '\0';
+		info.crashes[i].pid = r->pid;
+		info.crashes[i].action = a >= LMN_CRASH_FAILED && a <= LMN_CRASH_INITIATOR
+						 ? (enum lmn_crash_action)a
+						 : LMN_CRASH_FAILED;
+		info.crashes[i].exit_ns = r->exit_ns;
+	}
+	if (lmn__value_of(ck_pr_load_64(&c->server_gone)) == 1) {
 		uint32_t h = ck_pr_load_32(&c->server_health);
 
 		info.participants[1].health =
 			h == LMN__HEALTH_CRASHED ? LMN_HEALTH_CRASHED : LMN_HEALTH_LEFT;
 		info.participants[1].exit_ns = ck_pr_load_64(&c->server_exit_ns);
 	} else {
+		/* The server now: ROUTE_NEXT may have moved the conversation. */
 		info.participants[1].health =
-			lmn__part_live(l, conv->bus->base, conv->server, conv->server_gen)
+			lmn__part_live(l, conv->bus->base, ck_pr_load_32(&c->server),
+				       ck_pr_load_32(&c->server_gen))
 				? LMN_HEALTH_ALIVE
 				: LMN_HEALTH_LEFT;
 	}
@@ -299,9 +309,9 @@ static int conv_close(struct lmn_conv *conv)
 		ck_pr_fence_store();
 		ck_pr_store_int(&conv->closed, 1);
 	}
-	wake_all(c);
+	lmn__conv_wake_all(c);
 	if (conv->server != LMN__BUFFERING)
-		ring_server(conv->bus, c, conv->idx, conv->server);
+		lmn__conv_ring_server(&conv->bus->l, conv->bus->base, c, conv->idx);
 	return 0;
 }
 
@@ -318,7 +328,11 @@ void lmn__conv_detach(struct lmn_conv *conv)
 		conv->final.phase = LMN_PHASE_FAILED;
 		ck_pr_store_int(&conv->closed, 1);
 	}
-	lmn__conv_unref(&bus->l, bus->base, conv->idx, conv->gen);
+	/* The initiator's part ends once: a reaper may have ended it already
+	 * if this process was taken for dead. */
+	if (ck_pr_cas_64(&lmn__conv_at(&bus->l, bus->base, conv->idx)->initiator_gone,
+			 lmn__gen_word(conv->gen, 0), lmn__gen_word(conv->gen, 1)))
+		lmn__conv_unref(&bus->l, bus->base, conv->idx, conv->gen);
 	list_del(bus, conv);
 	conv->bus = NULL;
 }

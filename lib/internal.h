@@ -24,6 +24,7 @@ struct lmn_bus {
 	char self[LMN_NAME_MAX + 1];
 	uint32_t self_idx;
 	uint32_t self_gen;
+	int32_t pid;
 	uint32_t spin_ns;
 	int can_spin;           /* more than one CPU to run on (atomic) */
 	pthread_mutex_t lock;   /* guards everything below */
@@ -37,6 +38,13 @@ struct lmn_bus {
 	uint32_t ready_cursor;
 	int32_t last_peer_cpu;
 	uint64_t served_total;
+	/* Exit watches: their own lock, since the watch thread holds it while
+	 * it looks at the segment. */
+	pthread_mutex_t wlock;
+	struct lmn_watch *watches;
+	pthread_t watch_thread;
+	int watch_thread_running;
+	int watch_stop;
 };
 
 struct lmn_conv {
@@ -92,9 +100,12 @@ static inline uint64_t lmn__realtime_ns(void)
  * timeout (-1: none, 0: do not wait) and the conversation's, 0 for none. */
 uint64_t lmn__deadline(int timeout_ms, uint64_t conv_deadline_ns);
 
-/* wait.c: sleeping on a futex word until it changes or a deadline passes
- * (0: none).  Returns 0 when woken or the word had moved on, -ETIMEDOUT. */
-int lmn__wait(uint32_t *word, uint32_t expected, uint64_t deadline_ns);
+/* wait.c: sleeping on a futex word until it changes, a deadline passes (0:
+ * none) or, when peer_fd is a pidfd, that process exits.  Returns 0 when
+ * woken or the word had moved on, -ETIMEDOUT, or 1 when the peer exited.
+ * The futex backend leaves peer deaths to the sentinel thread, whose reaping
+ * wakes the word. */
+int lmn__wait(uint32_t *word, uint32_t expected, uint64_t deadline_ns, int peer_fd);
 void lmn__wake(uint32_t *word);
 /* Spin while cond(ctx) is false, for at most spin_ns; nonzero when cond
  * came true. */
@@ -104,7 +115,7 @@ int lmn__current_cpu(void);
 
 /* wait_uring.c, wait_futex.c: the two backends. */
 int lmn__uring_probe(void);
-int lmn__uring_wait(uint32_t *word, uint32_t expected, uint64_t deadline_ns);
+int lmn__uring_wait(uint32_t *word, uint32_t expected, uint64_t deadline_ns, int peer_fd);
 int lmn__futex_wait(uint32_t *word, uint32_t expected, uint64_t deadline_ns);
 void lmn__futex_wake(uint32_t *word);
 
@@ -113,10 +124,40 @@ int lmn__conv_check(struct lmn_conv *conv, struct lmn__conv **ret);
 void lmn__conv_fill_info(struct lmn_conv *conv, struct lmn__conv *c, struct lmn_conv_info *ret);
 void lmn__conv_detach(struct lmn_conv *conv);
 int lmn__phase_step(uint32_t *phase, uint32_t to);
-void lmn__conv_end_server(const struct lmn__layout *l, void *base, uint32_t idx, uint32_t gen,
-			  uint32_t health);
+void lmn__conv_wake_all(struct lmn__conv *c);
+void lmn__conv_ring_server(const struct lmn__layout *l, void *base, struct lmn__conv *c,
+			   uint32_t idx);
+
+/* reclaim.c: what happens when a participant departs, by leaving or dying. */
+void lmn__server_departed(const struct lmn__layout *l, void *base, uint32_t conv, uint32_t gen,
+			  uint32_t server, uint32_t server_gen, uint32_t health);
+void lmn__initiator_departed(const struct lmn__layout *l, void *base, uint32_t conv,
+			     uint32_t gen, uint32_t health);
+void lmn__part_departed(const struct lmn__layout *l, void *base, uint32_t idx, uint32_t gen,
+			uint32_t health);
+int lmn__part_reap(const struct lmn__layout *l, void *base, uint32_t idx, uint32_t gen);
+int lmn__bus_reap(const struct lmn__layout *l, void *base);
+void lmn__exit_record(const struct lmn__layout *l, void *base, uint32_t idx, uint32_t gen,
+		      int crashed);
+
+/* liveness.c */
+int lmn__proc_alive(int32_t pid, uint64_t start_time, uint64_t pidfs_ino, int *ret_pidfd);
+uint64_t lmn__self_pidfs_ino(void);
 
 /* serve.c */
 void lmn__serve_leave(struct lmn_bus *bus);
+
+/* sentinel.c: a thread per process that sleeps on the pidfds of the
+ * participants this process depends on, and reaps them when they die. */
+void lmn__sentinel_watch(struct lmn_bus *bus, uint32_t idx, uint32_t gen);
+void lmn__sentinel_forget(struct lmn_bus *bus);
+/* A pidfd for (idx, gen) that stays open until the bus is left, for a
+ * waiter to poll; -1 if none. */
+int lmn__sentinel_pidfd(struct lmn_bus *bus, uint32_t idx, uint32_t gen);
+void lmn__sentinel_put(struct lmn_bus *bus, uint32_t idx, uint32_t gen);
+
+/* watch.c */
+void lmn__watches_stop(struct lmn_bus *bus);
+void lmn__watches_detach(struct lmn_bus *bus);
 
 #endif

@@ -14,6 +14,47 @@
 #include "../shm/ready.h"
 #include "../shm/word.h"
 
+/* Has the server's part ended for good?  (Not while it is being moved to
+ * another server: that is value 2, and the caller keeps waiting.) */
+static int server_gone(const struct lmn__conv *c)
+{
+	return lmn__value_of(ck_pr_load_64((uint64_t *)&c->server_gone)) == 1;
+}
+
+/* The error a departed server leaves behind: -ECONNRESET, or -EHOSTUNREACH
+ * when ROUTE_NEXT found no server to move to. */
+static int gone_error(const struct lmn__conv *c)
+{
+	return ck_pr_load_32((uint32_t *)&c->fail_errno) == EHOSTUNREACH ? -EHOSTUNREACH
+									  : -ECONNRESET;
+}
+
+/* The participant serving the conversation now (it moves under ROUTE_NEXT),
+ * checked against the table size; UINT32_MAX for none. */
+static uint32_t current_server(const struct lmn_bus *bus, const struct lmn__conv *c,
+			       uint32_t *gen)
+{
+	uint32_t s = ck_pr_load_32((uint32_t *)&c->server);
+
+	*gen = ck_pr_load_32((uint32_t *)&c->server_gen);
+	return s < bus->l.participants ? s : UINT32_MAX;
+}
+
+/* Wait for a futex word, and for the death of the peer we wait on: when
+ * its pidfd fires, reap it, which applies the policy and wakes the word. */
+static int wait_on(struct lmn_bus *bus, uint32_t *word, uint32_t expect, uint64_t deadline,
+		   uint32_t peer, uint32_t peer_gen)
+{
+	int fd = peer == UINT32_MAX ? -1 : lmn__sentinel_pidfd(bus, peer, peer_gen);
+	int r = lmn__wait(word, expect, deadline, fd);
+
+	if (fd >= 0)
+		lmn__sentinel_put(bus, peer, peer_gen);
+	if (r == 1)
+		(void)lmn__part_reap(&bus->l, bus->base, peer, peer_gen);
+	return r;
+}
+
 /* Why a call on this conversation cannot go on, or 0. */
 static int phase_error(uint32_t phase)
 {
@@ -25,7 +66,7 @@ static int phase_error(uint32_t phase)
 	case LMN__PHASE_CLOSED:
 		return -EPIPE;
 	case LMN__PHASE_FAILED:
-		return -ECONNRESET;
+		return -ECONNRESET; /* refined by callers through gone_error() */
 	default:
 		return -EUCLEAN;
 	}
@@ -65,7 +106,7 @@ static int room_or_end(void *p)
 	struct room_ctx *x = p;
 
 	return lmn__chan_has_room(x->ch) || phase_error(ck_pr_load_32(&x->c->phase)) ||
-	       lmn__value_of(ck_pr_load_64(&x->c->server_gone));
+	       server_gone(x->c);
 }
 
 LMN_EXPORT int lmn_send(lmn_conv *conv, const void *data, size_t len, unsigned int flags)
@@ -84,11 +125,13 @@ LMN_EXPORT int lmn_send(lmn_conv *conv, const void *data, size_t len, unsigned i
 	if (conv->bus && len > conv->bus->l.max_message)
 		return -EMSGSIZE;
 	r = enter(conv, &c);
+	if (r == -ECONNRESET)
+		return gone_error(c);
 	if (r < 0)
 		return r;
 	bus = conv->bus;
-	if (conv->server != LMN__BUFFERING && lmn__value_of(ck_pr_load_64(&c->server_gone)))
-		return -ECONNRESET;
+	if (conv->server != LMN__BUFFERING && server_gone(c))
+		return gone_error(c);
 	if (conv->deadline_ns && lmn__now_ns() >= conv->deadline_ns)
 		return -ETIMEDOUT;
 	dir = conv->server == LMN__BUFFERING ? 1 : 0;
@@ -113,15 +156,26 @@ LMN_EXPORT int lmn_send(lmn_conv *conv, const void *data, size_t len, unsigned i
 		expect = lmn__word_arm(&ch->free_word);
 		if (room_or_end(&x)) {
 			r = phase_error(ck_pr_load_32(&c->phase));
+			if (r == -ECONNRESET)
+				return gone_error(c);
 			if (r < 0)
 				return r;
-			if (lmn__value_of(ck_pr_load_64(&c->server_gone)))
-				return -ECONNRESET;
+			if (server_gone(c))
+				return gone_error(c);
 			continue;
 		}
-		if (lmn__wait(&ch->free_word, expect, deadline) == -ETIMEDOUT)
+		if (dir) {
+			r = lmn__wait(&ch->free_word, expect, deadline, -1);
+		} else {
+			uint32_t sg, s = current_server(bus, c, &sg);
+
+			r = wait_on(bus, &ch->free_word, expect, deadline, s, sg);
+		}
+		if (r == -ETIMEDOUT)
 			return -ETIMEDOUT;
 		r = phase_error(ck_pr_load_32(&c->phase));
+		if (r == -ECONNRESET)
+			return gone_error(c);
 		if (r < 0)
 			return r;
 	}
@@ -146,12 +200,8 @@ LMN_EXPORT int lmn_send(lmn_conv *conv, const void *data, size_t len, unsigned i
 		if (lmn__word_signal(&ch->data_word))
 			lmn__wake(&ch->data_word);
 	} else {
-		struct lmn__participant *p = lmn__part(&bus->l, bus->base, conv->server);
-
 		ch->producer_cpu = lmn__current_cpu();
-		lmn__ready_mark(lmn__ready(&bus->l, bus->base, conv->server), &bus->l, conv->idx);
-		if (lmn__word_signal(&p->doorbell))
-			lmn__wake(&p->doorbell);
+		lmn__conv_ring_server(&bus->l, bus->base, c, conv->idx);
 	}
 	return 0;
 }
@@ -165,7 +215,7 @@ static int data_or_end(void *p)
 	struct data_ctx *x = p;
 
 	return lmn__chan_has_data(&x->c->inbox) || ck_pr_load_32(&x->c->phase) > LMN__PHASE_ACTIVE ||
-	       lmn__value_of(ck_pr_load_64(&x->c->server_gone));
+	       server_gone(x->c);
 }
 
 /* Consume the oldest inbox entry and give its cell back. */
@@ -246,7 +296,7 @@ static ssize_t recv_impl(lmn_conv *conv, void *buf, size_t cap, int timeout_ms,
 
 	for (;;) {
 		struct data_ctx x = {c};
-		uint32_t expect, phase;
+		uint32_t expect, phase, server, server_gen = 0;
 		int32_t peer_cpu = -1;
 
 		r = take_one(conv, c, buf, cap, min_correlation);
@@ -257,20 +307,22 @@ static ssize_t recv_impl(lmn_conv *conv, void *buf, size_t cap, int timeout_ms,
 		if (ck_pr_load_int(&conv->closed) || phase == LMN__PHASE_COMPLETING || phase == LMN__PHASE_CLOSED)
 			return -EPIPE;
 		if (phase == LMN__PHASE_FAILED ||
-		    (conv->server != LMN__BUFFERING && lmn__value_of(ck_pr_load_64(&c->server_gone)))) {
+		    (conv->server != LMN__BUFFERING && server_gone(c))) {
 			/* A reply may have landed just before the failure. */
 			if (lmn__chan_has_data(&c->inbox))
 				continue;
-			return -ECONNRESET;
+			return gone_error(c);
 		}
 		if (phase_error(phase))
 			return -EUCLEAN;
 		if (deadline && lmn__now_ns() >= deadline)
 			return -ETIMEDOUT;
-		if (!spun && conv->server != LMN__BUFFERING) {
+		server = conv->server == LMN__BUFFERING ? UINT32_MAX
+							 : current_server(conv->bus, c, &server_gen);
+		if (!spun && server != UINT32_MAX) {
 			spun = true;
 			peer_cpu = ck_pr_load_32((uint32_t *)&lmn__part(&conv->bus->l, conv->bus->base,
-								       conv->server)
+								       server)
 							  ->doorbell_cpu);
 			if (lmn__spin_pays(conv->bus, peer_cpu) &&
 			    lmn__spin(ck_pr_load_32(&conv->bus->spin_ns), data_or_end, &x))
@@ -279,7 +331,8 @@ static ssize_t recv_impl(lmn_conv *conv, void *buf, size_t cap, int timeout_ms,
 		expect = lmn__word_arm(&c->inbox.data_word);
 		if (data_or_end(&x))
 			continue;
-		if (lmn__wait(&c->inbox.data_word, expect, deadline) == -ETIMEDOUT &&
+		if (wait_on(conv->bus, &c->inbox.data_word, expect, deadline, server, server_gen) ==
+			    -ETIMEDOUT &&
 		    !data_or_end(&x))
 			return -ETIMEDOUT;
 	}

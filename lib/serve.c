@@ -72,6 +72,47 @@ static void server_done(struct lmn_bus *bus, struct lmn__conv *c, uint32_t idx, 
 	lmn__conv_unref(&bus->l, bus->base, idx, gen);
 }
 
+/* The oldest request whose server departed before answering it, if any:
+ * they go out again first, marked redelivered, in their original order. */
+static int take_redelivery(struct lmn_bus *bus, struct lmn__conv *c, uint32_t idx,
+			   uint32_t *ret_cell)
+{
+	uint8_t *states = lmn__cell_states(&bus->l, bus->base, idx);
+	uint64_t best_id = UINT64_MAX;
+	uint32_t best = UINT32_MAX;
+
+	if (!ck_pr_load_32(&c->redeliver))
+		return -EAGAIN;
+	for (uint32_t i = 0; i < bus->l.ring_depth; i++) {
+		struct lmn__envelope *env;
+
+		if (ck_pr_load_8(&states[i]) != LMN__CELL_REDELIVER)
+			continue;
+		env = (struct lmn__envelope *)lmn__cell(&bus->l, bus->base, idx, 0, i);
+		if (ck_pr_load_64(&env->id) < best_id) {
+			best_id = ck_pr_load_64(&env->id);
+			best = i;
+		}
+	}
+	if (best == UINT32_MAX) {
+		ck_pr_store_32(&c->redeliver, 0); /* the count was off: damage */
+		return -EAGAIN;
+	}
+	ck_pr_store_32(&c->redeliver, ck_pr_load_32(&c->redeliver) - 1);
+	*ret_cell = best;
+	return 0;
+}
+
+/* Give a command cell back to the initiator, waking it if it waits for room. */
+static void give_back(struct lmn_bus *bus, struct lmn__conv *c, uint32_t idx, uint32_t cell)
+{
+	ck_pr_store_8(&lmn__cell_states(&bus->l, bus->base, idx)[cell], LMN__CELL_IDLE);
+	(void)lmn__chan_give_back(&c->cmd, lmn__ringbuf(&bus->l, bus->base, idx, 1), &bus->l,
+				  cell);
+	if (lmn__word_signal(&c->cmd.free_word))
+		lmn__wake(&c->cmd.free_word);
+}
+
 /* Take the next message of conversation idx, if it is ours and has one. */
 static int take_from(struct lmn_bus *bus, uint32_t idx, struct lmn_msg **ret)
 {
@@ -80,6 +121,8 @@ static int take_from(struct lmn_bus *bus, uint32_t idx, struct lmn_msg **ret)
 	struct lmn__envelope *env;
 	struct lmn_msg *m;
 	uint32_t phase, cell, len, gen = lmn__slot_gen(w);
+	unsigned int flags = 0;
+	bool initiator_gone;
 	int r;
 
 	if (lmn__slot_state(w) != LMN__SLOT_LIVE)
@@ -87,8 +130,9 @@ static int take_from(struct lmn_bus *bus, uint32_t idx, struct lmn_msg **ret)
 	/* Orders the slot load before the loads of the entry's fields, which
 	 * the opener stored before publishing the slot. */
 	ck_pr_fence_load();
-	if (c->server != bus->self_idx || c->server_gen != bus->self_gen ||
-	    ck_pr_load_64(&c->server_gone) != lmn__gen_word(gen, 0))
+	if (ck_pr_load_64(&c->server_gone) != lmn__gen_word(gen, 0) ||
+	    ck_pr_load_32(&c->server) != bus->self_idx ||
+	    ck_pr_load_32(&c->server_gen) != bus->self_gen)
 		return -EAGAIN;
 	/* The fields above belong to the tenant we loaded only if the slot
 	 * still holds it: a slot freed and reopened in between would hand us
@@ -100,8 +144,24 @@ static int take_from(struct lmn_bus *bus, uint32_t idx, struct lmn_msg **ret)
 	/* The phase first: a close is published after the initiator's last
 	 * request, so an empty ring seen after a closed phase is final. */
 	phase = ck_pr_load_32(&c->phase);
+	initiator_gone = lmn__value_of(ck_pr_load_64(&c->initiator_gone)) != 0 &&
+			 ck_pr_load_32(&c->initiator_health) == LMN__HEALTH_CRASHED;
 	ck_pr_fence_load();
-	r = lmn__chan_take(&c->cmd, lmn__ringbuf(&bus->l, bus->base, idx, 0), &bus->l, &cell);
+	if (initiator_gone) {
+		/* Nobody will read the answers: drop what is queued, then
+		 * tell the server the conversation is gone. */
+		while (lmn__chan_take(&c->cmd, lmn__ringbuf(&bus->l, bus->base, idx, 0), &bus->l,
+				      &cell) == 0)
+			give_back(bus, c, idx, cell);
+		ck_pr_store_32(&c->redeliver, 0);
+		r = -EAGAIN;
+	} else if (take_redelivery(bus, c, idx, &cell) == 0) {
+		flags = LMN_MSG_REDELIVERED;
+		r = 0;
+	} else {
+		r = lmn__chan_take(&c->cmd, lmn__ringbuf(&bus->l, bus->base, idx, 0), &bus->l,
+				   &cell);
+	}
 	if (r == -EAGAIN) {
 		if (phase < LMN__PHASE_COMPLETING || c->close_delivered)
 			return -EAGAIN;
@@ -112,12 +172,18 @@ static int take_from(struct lmn_bus *bus, uint32_t idx, struct lmn_msg **ret)
 		}
 		c->close_delivered = 1;
 		m->kind = LMN_MSG_CLOSED;
+		m->flags = initiator_gone ? LMN_MSG_PEER_CRASHED : 0;
 		m->cell = UINT32_MAX;
 		m->data = "";
 		goto out;
 	}
-	if (r < 0)
+	if (r < 0) {
+		/* A damaged entry: skip it so it cannot block the ring, and
+		 * keep the conversation pending for what follows. */
+		lmn__chan_skip(&c->cmd, bus->l.ring_size);
+		pend_push(bus, idx);
 		return -EBADMSG;
+	}
 	env = (struct lmn__envelope *)lmn__cell(&bus->l, bus->base, idx, 0, cell);
 	len = ck_pr_load_32(&env->length);
 	m = len <= bus->l.max_message ? calloc(1, sizeof(*m)) : NULL;
@@ -126,22 +192,22 @@ static int take_from(struct lmn_bus *bus, uint32_t idx, struct lmn_msg **ret)
 		 * memory, is dropped: its cell goes back (waking a sender that
 		 * waits for room), and the conversation stays pending so the
 		 * requests behind it are not stranded.  The call says why. */
-		(void)lmn__chan_give_back(&c->cmd, lmn__ringbuf(&bus->l, bus->base, idx, 1),
-					  &bus->l, cell);
-		if (lmn__word_signal(&c->cmd.free_word))
-			lmn__wake(&c->cmd.free_word);
+		give_back(bus, c, idx, cell);
 		pend_push(bus, idx);
 		return len > bus->l.max_message ? -EBADMSG : -ENOMEM;
 	}
+	ck_pr_store_8(&lmn__cell_states(&bus->l, bus->base, idx)[cell], LMN__CELL_HELD);
 	m->kind = LMN_MSG_REQUEST;
 	m->cell = cell;
-	m->id = env->id;
-	m->flags = env->flags & LMN__ENV_REDELIVERED ? LMN_MSG_REDELIVERED : 0;
+	m->id = ck_pr_load_64(&env->id);
+	m->flags = flags;
 	m->len = len;
 	m->data = env + 1;
 	c->server_held++;
 	ck_pr_store_64(&c->served, c->served + 1);
 	bus->last_peer_cpu = ck_pr_load_32((uint32_t *)&c->cmd.producer_cpu);
+	/* The initiator is a peer we now depend on: hear of its death. */
+	lmn__sentinel_watch(bus, ck_pr_load_32(&c->initiator), ck_pr_load_32(&c->initiator_gen));
 out:
 	m->bus = bus;
 	m->conv = idx;
@@ -243,7 +309,7 @@ LMN_EXPORT int lmn_next(lmn_bus *bus, lmn_msg **ret, int timeout_ms)
 		expect = lmn__word_arm(&self->doorbell);
 		if (ready_now(&x))
 			continue;
-		(void)lmn__wait(&self->doorbell, expect, deadline);
+		(void)lmn__wait(&self->doorbell, expect, deadline, -1);
 	}
 }
 
@@ -268,6 +334,11 @@ LMN_EXPORT int lmn_reply(lmn_msg *msg, const void *data, size_t len)
 	pthread_mutex_lock(&bus->lock);
 	if (ck_pr_load_64(&c->slot) != lmn__slot_word(msg->conv_gen, LMN__SLOT_LIVE)) {
 		r = -ESTALE;
+		goto out;
+	}
+	if (ck_pr_load_32(&c->server) != bus->self_idx ||
+	    ck_pr_load_32(&c->server_gen) != bus->self_gen) {
+		r = -ESTALE; /* moved to another server meanwhile */
 		goto out;
 	}
 	phase = ck_pr_load_32(&c->phase);
@@ -299,6 +370,8 @@ LMN_EXPORT int lmn_reply(lmn_msg *msg, const void *data, size_t len)
 	if (r < 0)
 		goto out;
 	ck_pr_store_64(&c->replied, c->replied + 1);
+	ck_pr_store_8(&lmn__cell_states(&bus->l, bus->base, msg->conv)[msg->cell],
+		      LMN__CELL_ANSWERED);
 	if (lmn__word_signal(&c->inbox.data_word))
 		lmn__wake(&c->inbox.data_word);
 out:
@@ -314,11 +387,13 @@ static void release_locked(struct lmn_bus *bus, struct lmn_msg *msg)
 	msgs_del(bus, msg);
 	if (ck_pr_load_64(&c->slot) != lmn__slot_word(msg->conv_gen, LMN__SLOT_LIVE))
 		return;
+	/* A conversation moved to another server since: the cell is not
+	 * ours to give back any more (it is marked for redelivery). */
+	if (ck_pr_load_32(&c->server) != bus->self_idx ||
+	    ck_pr_load_32(&c->server_gen) != bus->self_gen)
+		return;
 	if (msg->kind == LMN_MSG_REQUEST) {
-		(void)lmn__chan_give_back(&c->cmd, lmn__ringbuf(&bus->l, bus->base, msg->conv, 1),
-					  &bus->l, msg->cell);
-		if (lmn__word_signal(&c->cmd.free_word))
-			lmn__wake(&c->cmd.free_word);
+		give_back(bus, c, msg->conv, msg->cell);
 		if (c->server_held)
 			c->server_held--;
 	} else {
@@ -346,34 +421,26 @@ LMN_EXPORT int lmn_msg_release(lmn_msg *msg)
 	return 0;
 }
 
-/* Leaving: messages still held are released in the segment and detached;
- * the handles stay allocated until lmn_msg_release() frees them, and read as
+/* Leaving: messages still held are detached, not released: their cells
+ * keep their state (held, answered), so that the policy applied next can
+ * redeliver what was not answered (ROUTE_NEXT) instead of losing it.  The
+ * handles stay allocated until lmn_msg_release() frees them, and read as
  * empty meanwhile, since the segment they pointed into is gone.  Then every
- * conversation this participant serves ends its server part. */
+ * conversation of this participant gets its policy, as for a death. */
 void lmn__serve_leave(struct lmn_bus *bus)
 {
 	pthread_mutex_lock(&bus->lock);
 	while (bus->msgs) {
 		struct lmn_msg *m = bus->msgs;
 
-		release_locked(bus, m);
+		msgs_del(bus, m);
 		m->bus = NULL;
 		m->data = NULL;
 		m->len = 0;
 	}
 	pthread_mutex_unlock(&bus->lock);
 	lmn__part_begin_leave(&bus->l, bus->base, bus->self_idx, bus->self_gen);
-	for (uint32_t i = 0; i < bus->l.conversations; i++) {
-		struct lmn__conv *c = lmn__conv_at(&bus->l, bus->base, i);
-		uint64_t w = ck_pr_load_64(&c->slot);
-
-		if (lmn__slot_state(w) != LMN__SLOT_LIVE)
-			continue;
-		ck_pr_fence_load();
-		if (c->server == bus->self_idx && c->server_gen == bus->self_gen)
-			lmn__conv_end_server(&bus->l, bus->base, i, lmn__slot_gen(w),
-					     LMN__HEALTH_LEFT);
-	}
+	lmn__part_departed(&bus->l, bus->base, bus->self_idx, bus->self_gen, LMN__HEALTH_LEFT);
 }
 
 LMN_EXPORT const void *lmn_msg_data(const lmn_msg *msg)

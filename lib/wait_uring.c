@@ -12,6 +12,8 @@
  * expected value, addr3 the wake mask; len and the op flags stay 0.
  */
 #include <errno.h>
+#include <poll.h>
+#include <stdbool.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -25,6 +27,8 @@
 #define FUTEX_MASK_ANY 0xffffffffull
 #define UD_FUTEX 1
 #define UD_TIMEOUT 2
+#define UD_POLL 3
+#define UD_CANCEL 4
 
 struct tl_ring {
 	struct io_uring ring;
@@ -150,13 +154,34 @@ int lmn__uring_probe(void)
 	return 0;
 }
 
-int lmn__uring_wait(uint32_t *word, uint32_t expected, uint64_t deadline_ns)
+/* Ask the kernel to cancel the op tagged ud; its completion still comes. */
+static int cancel(struct io_uring *ring, uint64_t ud)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
+
+	if (!sqe)
+		return -ENOSYS;
+	io_uring_prep_cancel64(sqe, ud, 0);
+	sqe->user_data = UD_CANCEL;
+	return 0;
+}
+
+/*
+ * One sleep for whichever comes first: the word changes (FUTEX_WAIT), the
+ * deadline passes (a timeout linked to the wait), or the peer exits (a poll
+ * on its pidfd).  The ops are not linked to each other, so when one ends we
+ * cancel the other and reap everything before returning: nothing of this
+ * wait is left in the ring for the next one to trip over.
+ */
+int lmn__uring_wait(uint32_t *word, uint32_t expected, uint64_t deadline_ns, int peer_fd)
 {
 	struct io_uring *ring = ring_get();
 	struct __kernel_timespec ts;
 	struct io_uring_sqe *sqe;
-	unsigned want = 1;
-	int res = 0, r;
+	bool futex_done = false, poll_done = peer_fd < 0, timeout_done = !deadline_ns;
+	bool peer_exited = false;
+	unsigned cancels_out = 0;
+	int futex_res = 0;
 
 	if (!ring)
 		return -ENOSYS;
@@ -174,13 +199,60 @@ int lmn__uring_wait(uint32_t *word, uint32_t expected, uint64_t deadline_ns)
 		ts.tv_nsec = (long long)(deadline_ns % 1000000000ull);
 		io_uring_prep_link_timeout(sqe, &ts, IORING_TIMEOUT_ABS);
 		sqe->user_data = UD_TIMEOUT;
-		want = 2;
 	}
-	r = submit_and_reap(ring, want, &res);
-	if (r < 0)
-		return -ENOSYS;
+	if (peer_fd >= 0) {
+		sqe = io_uring_get_sqe(ring);
+		if (!sqe)
+			return -ENOSYS;
+		io_uring_prep_poll_add(sqe, peer_fd, POLLIN);
+		sqe->user_data = UD_POLL;
+	}
+	while (!futex_done || !poll_done || !timeout_done || cancels_out) {
+		struct io_uring_cqe *cqe;
+		int r;
+
+		/* Submit whatever is queued (the first ops, or a cancel) and
+		 * wait for a completion in the same call. */
+		if (io_uring_sq_ready(ring)) {
+			r = io_uring_submit_and_wait(ring, 1);
+			if (r < 0 && r != -EINTR)
+				return -ENOSYS;
+			continue;
+		}
+		r = io_uring_wait_cqe(ring, &cqe);
+		if (r == -EINTR)
+			continue; /* the ops are in the kernel; keep waiting */
+		if (r < 0)
+			return -ENOSYS;
+		switch (cqe->user_data) {
+		case UD_FUTEX:
+			futex_done = true;
+			futex_res = cqe->res;
+			if (!poll_done && cancel(ring, UD_POLL) == 0)
+				cancels_out++;
+			break;
+		case UD_TIMEOUT:
+			timeout_done = true;
+			break;
+		case UD_POLL:
+			poll_done = true;
+			peer_exited = cqe->res > 0 && (cqe->res & POLLIN);
+			/* A poll that failed (a bad fd) tells nothing: keep
+			 * sleeping on the word. */
+			if (peer_exited && !futex_done && cancel(ring, UD_FUTEX) == 0)
+				cancels_out++;
+			break;
+		case UD_CANCEL:
+			if (cancels_out)
+				cancels_out--;
+			break;
+		}
+		io_uring_cqe_seen(ring, cqe);
+	}
+	if (peer_exited)
+		return 1;
 	/* A wait cut short by its linked timeout completes as cancelled. */
-	if (res == -ECANCELED || res == -ETIME)
+	if (futex_res == -ETIME || (futex_res == -ECANCELED && deadline_ns))
 		return -ETIMEDOUT;
 	return 0;
 }

@@ -66,6 +66,10 @@ int lmn__layout_compute(struct lmn__layout *l, uint32_t participants, uint32_t c
 	l->ring_buffers_stride = align_up(4ull * l->ring_size * sizeof(struct ck_ring_buffer),
 					  LMN__CACHELINE);
 	off += (uint64_t)conversations * l->ring_buffers_stride;
+	off = align_up(off, LMN__CACHELINE);
+	l->off_cell_states = off;
+	l->cell_states_stride = align_up(depth, LMN__CACHELINE);
+	off += (uint64_t)conversations * l->cell_states_stride;
 	off = align_up(off, 4096);
 	l->off_cells = off;
 	cells = (uint64_t)conversations * 2 * depth;
@@ -96,6 +100,7 @@ void lmn__layout_init_header(const struct lmn__layout *l, void *base, uint32_t m
 	h->off_convs = l->off_convs;
 	h->off_cells = l->off_cells;
 	h->creator_pid = (int32_t)getpid();
+	/* creator_start is filled in by the caller, who knows how to read it. */
 	h->created_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 	h->conv_hint = 0;
 }

@@ -15,7 +15,7 @@
 #include <ck_ring.h>
 
 #define LMN__MAGIC 0x6c696d696e616c31ull /* "liminal1" */
-#define LMN__LAYOUT_VERSION 1u
+#define LMN__LAYOUT_VERSION 2u
 #define LMN__CACHELINE 64u
 #define LMN__NAME_SIZE 64u
 #define LMN__SERVICES 8u
@@ -34,18 +34,35 @@ enum {
 	LMN__SLOT_CLAIMED = 1, /* being set up by its claimer, not yet visible */
 	LMN__SLOT_LIVE = 2,
 	LMN__SLOT_CLOSING = 3, /* being torn down */
+	LMN__SLOT_JOINING = 4, /* participants: name published, not yet settled */
+	LMN__SLOT_DEAD = 5,    /* participants: death claimed, being reclaimed */
 };
 
+/* A claim also records the claimer's pid in the word (bits 8..31; pids
+ * stay below 2^22), so that a claimer killed before it wrote anything else
+ * can still be found dead. */
 static inline uint64_t lmn__slot_word(uint32_t gen, uint32_t state)
 {
 	return ((uint64_t)gen << 32) | state;
 }
+static inline uint64_t lmn__slot_claim(uint32_t gen, int32_t pid)
+{
+	return ((uint64_t)gen << 32) | ((uint32_t)pid & 0xffffffu) << 8 | LMN__SLOT_CLAIMED;
+}
+/* A death claim records the reclaimer the same way, so that a reclaimer
+ * killed half-way can be taken over. */
+static inline uint64_t lmn__slot_dead(uint32_t gen, int32_t pid)
+{
+	return ((uint64_t)gen << 32) | ((uint32_t)pid & 0xffffffu) << 8 | LMN__SLOT_DEAD;
+}
 static inline uint32_t lmn__slot_gen(uint64_t w) { return (uint32_t)(w >> 32); }
-static inline uint32_t lmn__slot_state(uint64_t w) { return (uint32_t)w; }
-/* The same packing for the generation-tagged counters of a conversation. */
-#define lmn__gen_word lmn__slot_word
-#define lmn__gen_of lmn__slot_gen
-#define lmn__value_of lmn__slot_state
+static inline uint32_t lmn__slot_state(uint64_t w) { return (uint32_t)w & 0xffu; }
+static inline int32_t lmn__slot_pid(uint64_t w) { return (int32_t)(((uint32_t)w >> 8) & 0xffffffu); }
+/* Generation-tagged counters of a conversation: generation in the upper
+ * half, the value in the lower. */
+static inline uint64_t lmn__gen_word(uint32_t gen, uint32_t v) { return ((uint64_t)gen << 32) | v; }
+static inline uint32_t lmn__gen_of(uint64_t w) { return (uint32_t)(w >> 32); }
+static inline uint32_t lmn__value_of(uint64_t w) { return (uint32_t)w; }
 
 /* Futex words carry a sequence in the upper 31 bits and, in bit 0, "someone
  * sleeps on this word".  A producer pays for a wake system call only when that
@@ -72,10 +89,33 @@ struct lmn__header {
 	int32_t creator_pid;
 	uint32_t pad0;
 	uint64_t created_ns; /* CLOCK_REALTIME */
+	uint64_t creator_start; /* field 22 of the creator's /proc/PID/stat */
 	/* Where to start looking for a free conversation slot.  Only a hint:
 	 * any value is safe, it is reduced modulo the table size. */
 	uint32_t conv_hint __attribute__((aligned(LMN__CACHELINE)));
+	/* Bumped (and woken) at every leave and every death, for watches. */
+	uint32_t exits_word __attribute__((aligned(LMN__CACHELINE)));
+	/* Exit log: the last LMN__EXIT_LOG exits, so that a watch set after an
+	 * exit still hears of it.  Writers take a ticket with fetch-and-add;
+	 * each record's seq is written last (ticket + 1), so a torn record
+	 * left by a writer that died is skipped, never half-read. */
+	uint64_t exit_head __attribute__((aligned(LMN__CACHELINE)));
+	struct lmn__exit_rec {
+		uint64_t seq;
+		uint64_t exit_ns; /* CLOCK_REALTIME */
+		int32_t pid;
+		uint32_t idx;
+		uint32_t gen;
+		uint32_t crashed;
+		char name[LMN__NAME_SIZE];
+	} exits[64];
+	/* Bus-wide statistics for lmn_bus_stat(). */
+	uint64_t crashes_total;
+	uint64_t leaves_total;
 };
+
+#define LMN__EXIT_LOG 64u
+#define LMN__CRASH_RECORDS 4u
 
 /* One participant.  Written by its owner, except the state word, which
  * others read and (for reclamation) may CAS. */
@@ -84,6 +124,7 @@ struct lmn__participant {
 	int32_t pid;
 	uint32_t health;     /* enum lmn_health */
 	uint64_t start_time; /* field 22 of /proc/PID/stat */
+	uint64_t pidfs_ino;  /* inode of its pidfd on pidfs kernels, else 0 */
 	uint64_t joined_ns;
 	uint64_t exit_ns;
 	char name[LMN__NAME_SIZE];
@@ -96,6 +137,15 @@ struct lmn__participant {
 	uint32_t doorbell __attribute__((aligned(LMN__CACHELINE)));
 	int32_t doorbell_cpu; /* CPU the server last ran on, a spin hint */
 } __attribute__((aligned(LMN__CACHELINE)));
+
+/* States of a command cell, written by the conversation's server only (and
+ * by whoever reclaims a dead server, once it is dead). */
+enum {
+	LMN__CELL_IDLE = 0,       /* free, or in the ring */
+	LMN__CELL_HELD = 1,       /* taken by the server, not answered */
+	LMN__CELL_ANSWERED = 2,   /* taken and answered, not yet released */
+	LMN__CELL_REDELIVER = 3,  /* its server died unanswered: deliver again */
+};
 
 /* One direction of a conversation.  Cells are handed from producer to
  * consumer through the data ring and back through the free ring; both rings
@@ -166,10 +216,26 @@ struct lmn__conv {
 	uint64_t server_gone;
 	uint32_t server_health; /* enum lmn_health once gone */
 	uint64_t server_exit_ns;
+	/* The same for the initiator: (gen, 1) once its part ended. */
+	uint64_t initiator_gone;
+	uint32_t initiator_health;
+	uint32_t fail_errno;    /* why it failed: ECONNRESET or EHOSTUNREACH */
+	uint64_t initiator_exit_ns;
 	int32_t initiator_pid;
 	int32_t server_pid;
 	char initiator_name[LMN__NAME_SIZE];
 	char server_name[LMN__NAME_SIZE];
+	char service[LMN__NAME_SIZE]; /* the service it was opened to, or "" */
+	/* Crash records: ncrashes counts them all, crash[] keeps the first
+	 * LMN__CRASH_RECORDS.  Written by whoever reclaims the death. */
+	uint32_t ncrashes;
+	uint32_t redeliver; /* command cells in state REDELIVER */
+	struct lmn__crash_rec {
+		char name[LMN__NAME_SIZE];
+		int32_t pid;
+		uint32_t action; /* enum lmn_crash_action */
+		uint64_t exit_ns;
+	} crash[4];
 	/* Initiator-written counters. */
 	uint64_t sent __attribute__((aligned(LMN__CACHELINE)));
 	uint64_t received;
@@ -201,6 +267,8 @@ struct lmn__layout {
 	uint64_t off_convs;
 	uint64_t off_ring_buffers; /* per conversation: 4 ring buffers */
 	uint64_t ring_buffers_stride;
+	uint64_t off_cell_states; /* per conversation: ring_depth bytes */
+	uint64_t cell_states_stride;
 	uint64_t off_cells;
 };
 
@@ -234,6 +302,11 @@ static inline struct ck_ring_buffer *lmn__ringbuf(const struct lmn__layout *l, v
 	return (struct ck_ring_buffer *)((char *)base + l->off_ring_buffers +
 					 (uint64_t)conv * l->ring_buffers_stride) +
 	       (uint64_t)which * l->ring_size;
+}
+/* States of the command cells of a conversation. */
+static inline uint8_t *lmn__cell_states(const struct lmn__layout *l, void *base, uint32_t conv)
+{
+	return (uint8_t *)base + l->off_cell_states + (uint64_t)conv * l->cell_states_stride;
 }
 /* Cells of one direction (0 cmd, 1 inbox) of a conversation. */
 static inline char *lmn__cell(const struct lmn__layout *l, void *base, uint32_t conv,

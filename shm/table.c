@@ -96,7 +96,7 @@ static int await_settled(const struct lmn__layout *l, void *base, uint32_t idx)
 }
 
 int lmn__part_claim(const struct lmn__layout *l, void *base, const char *name, int32_t pid,
-		    uint64_t start_time, uint32_t *ret_idx, uint32_t *ret_gen)
+		    uint64_t start_time, uint64_t pidfs_ino, uint32_t *ret_idx, uint32_t *ret_gen)
 {
 	struct lmn__participant *p = NULL;
 	uint32_t idx = 0, gen = 0;
@@ -113,7 +113,7 @@ int lmn__part_claim(const struct lmn__layout *l, void *base, const char *name, i
 		if (lmn__slot_state(w) != LMN__SLOT_FREE)
 			continue;
 		gen = lmn__slot_gen(w) + 1;
-		if (ck_pr_cas_64(&p->slot, w, lmn__slot_word(gen, LMN__SLOT_CLAIMED)))
+		if (ck_pr_cas_64(&p->slot, w, lmn__slot_claim(gen, pid)))
 			break;
 	}
 	if (idx == l->participants)
@@ -121,6 +121,7 @@ int lmn__part_claim(const struct lmn__layout *l, void *base, const char *name, i
 
 	p->pid = pid;
 	p->start_time = start_time;
+	p->pidfs_ino = pidfs_ino;
 	p->joined_ns = now_realtime();
 	p->exit_ns = 0;
 	p->health = LMN__HEALTH_ALIVE;
@@ -252,7 +253,7 @@ int lmn__part_find_server(const struct lmn__layout *l, void *base, const char *s
 	return 0;
 }
 
-int lmn__conv_claim(const struct lmn__layout *l, void *base, uint32_t *ret_idx,
+int lmn__conv_claim(const struct lmn__layout *l, void *base, int32_t pid, uint32_t *ret_idx,
 		    uint32_t *ret_gen)
 {
 	struct lmn__header *h = lmn__hdr(base);
@@ -267,7 +268,7 @@ int lmn__conv_claim(const struct lmn__layout *l, void *base, uint32_t *ret_idx,
 		if (lmn__slot_state(w) != LMN__SLOT_FREE)
 			continue;
 		gen = lmn__slot_gen(w) + 1;
-		if (!ck_pr_cas_64(&c->slot, w, lmn__slot_word(gen, LMN__SLOT_CLAIMED)))
+		if (!ck_pr_cas_64(&c->slot, w, lmn__slot_claim(gen, pid)))
 			continue;
 		ck_pr_store_32(&h->conv_hint, i + 1);
 		*ret_idx = i;

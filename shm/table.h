@@ -13,11 +13,9 @@
 
 #include "layout.h"
 
-/* Participant states in addition to the LMN__SLOT_* ones. */
-#define LMN__SLOT_JOINING 4u /* name published, uniqueness not yet settled */
 
 int lmn__part_claim(const struct lmn__layout *l, void *base, const char *name, int32_t pid,
-		    uint64_t start_time, uint32_t *ret_idx, uint32_t *ret_gen);
+		    uint64_t start_time, uint64_t pidfs_ino, uint32_t *ret_idx, uint32_t *ret_gen);
 void lmn__part_begin_leave(const struct lmn__layout *l, void *base, uint32_t idx, uint32_t gen);
 void lmn__part_release(const struct lmn__layout *l, void *base, uint32_t idx, uint32_t gen);
 /* The live participant with exactly this name, or -ENOENT. */
@@ -31,7 +29,7 @@ void lmn__part_unserve(const struct lmn__layout *l, void *base, uint32_t idx, ui
 /* Is (idx, gen) still the live tenant of its slot? */
 int lmn__part_live(const struct lmn__layout *l, void *base, uint32_t idx, uint32_t gen);
 
-int lmn__conv_claim(const struct lmn__layout *l, void *base, uint32_t *ret_idx,
+int lmn__conv_claim(const struct lmn__layout *l, void *base, int32_t pid, uint32_t *ret_idx,
 		    uint32_t *ret_gen);
 /* Drop one reference; the last one frees the slot.  Returns 1 if it did. */
 int lmn__conv_unref(const struct lmn__layout *l, void *base, uint32_t idx, uint32_t gen);

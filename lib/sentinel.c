@@ -1,0 +1,256 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The sentinel: one thread per process, made at the first need, that sleeps
+ * in epoll on the pidfds of the participants this process depends on (the
+ * servers of its conversations, the initiators of the conversations it
+ * serves, the targets of its watches).  When one becomes readable, that
+ * process has exited: the sentinel reaps it, which applies each affected
+ * conversation's policy and wakes every sleeper, in this process and in
+ * others.  It is what makes a death noticed at once with the futex backend,
+ * and by processes that are not blocked at all; an io_uring waiter also
+ * polls its peer's pidfd itself, to skip this hop.
+ *
+ * No heartbeat and no daemon: a pidfd is readable as soon as its process
+ * exits, and the thread sleeps in the kernel until then.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <ck_pr.h>
+
+#include "internal.h"
+#include "../shm/table.h"
+
+struct sentry {
+	struct lmn_bus *bus;
+	uint32_t idx;
+	uint32_t gen;
+	int pidfd;
+	uint64_t id;
+	uint32_t users; /* waiters polling pidfd now: it must stay open */
+};
+
+static struct {
+	pthread_mutex_t lock; /* guards everything here; held while reaping */
+	int epfd;
+	bool running;
+	struct sentry *v;
+	size_t n, cap;
+	uint64_t next_id;
+} S = {PTHREAD_MUTEX_INITIALIZER, -1, false, NULL, 0, 0, 1};
+
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+
+static void fork_prepare(void)
+{
+	pthread_mutex_lock(&S.lock);
+}
+
+static void fork_parent(void)
+{
+	pthread_mutex_unlock(&S.lock);
+}
+
+/* The child has no sentinel thread and must not share the parent's epoll
+ * instance: start from nothing. */
+static void fork_child(void)
+{
+	for (size_t i = 0; i < S.n; i++)
+		close(S.v[i].pidfd);
+	if (S.epfd >= 0)
+		close(S.epfd);
+	free(S.v);
+	S.v = NULL;
+	S.n = S.cap = 0;
+	S.epfd = -1;
+	S.running = false;
+	pthread_mutex_init(&S.lock, NULL);
+}
+
+static void atfork_init(void)
+{
+	pthread_atfork(fork_prepare, fork_parent, fork_child);
+}
+
+static void remove_at(size_t i)
+{
+	epoll_ctl(S.epfd, EPOLL_CTL_DEL, S.v[i].pidfd, NULL);
+	close(S.v[i].pidfd);
+	S.v[i] = S.v[--S.n];
+}
+
+static void *sentinel_main(void *arg)
+{
+	sigset_t all;
+
+	(void)arg;
+	/* Signals are the application's business, not this thread's. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, NULL);
+	for (;;) {
+		struct epoll_event ev[16];
+		int n = epoll_wait(S.epfd, ev, 16, -1);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return NULL;
+		}
+		pthread_mutex_lock(&S.lock);
+		for (int k = 0; k < n; k++) {
+			for (size_t i = 0; i < S.n; i++) {
+				struct sentry *e = &S.v[i];
+
+				if (e->id != ev[k].data.u64)
+					continue;
+				/* The bus stays mapped: leaving takes this
+				 * lock to forget its entries first. */
+				(void)lmn__part_reap(&e->bus->l, e->bus->base, e->idx, e->gen);
+				/* Keep the fd open for waiters that may poll
+				 * it; stop listening. */
+				epoll_ctl(S.epfd, EPOLL_CTL_DEL, e->pidfd, NULL);
+				break;
+			}
+		}
+		pthread_mutex_unlock(&S.lock);
+	}
+}
+
+/* Lock held.  Start the thread if this process has none yet. */
+static int ensure_running(void)
+{
+	pthread_attr_t attr;
+	pthread_t t;
+	int r;
+
+	if (S.running)
+		return 0;
+	if (S.epfd < 0) {
+		S.epfd = epoll_create1(EPOLL_CLOEXEC);
+		if (S.epfd < 0)
+			return -errno;
+	}
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	pthread_attr_setstacksize(&attr, 256 * 1024);
+	r = pthread_create(&t, &attr, sentinel_main, NULL);
+	pthread_attr_destroy(&attr);
+	if (r)
+		return -r;
+	S.running = true;
+	return 0;
+}
+
+/* Lock held.  The entry for (bus, idx, gen), adding it if needed; NULL if
+ * the participant is already gone (then it has been reaped). */
+static struct sentry *find_or_add(struct lmn_bus *bus, uint32_t idx, uint32_t gen)
+{
+	struct lmn__participant *p;
+	struct epoll_event ev;
+	int fd = -1;
+
+	for (size_t i = 0; i < S.n; i++)
+		if (S.v[i].bus == bus && S.v[i].idx == idx && S.v[i].gen == gen)
+			return &S.v[i];
+	if (idx >= bus->l.participants || (idx == bus->self_idx && gen == bus->self_gen))
+		return NULL;
+	/* Entries for participants that have moved on are dead weight: drop
+	 * them once there are many, but never one a waiter is polling. */
+	for (size_t i = 0; S.n >= 64 && i < S.n;) {
+		struct sentry *e = &S.v[i];
+
+		if (e->bus == bus && !e->users &&
+		    !lmn__part_live(&bus->l, bus->base, e->idx, e->gen))
+			remove_at(i);
+		else
+			i++;
+	}
+	p = lmn__part(&bus->l, bus->base, idx);
+	if (!lmn__part_live(&bus->l, bus->base, idx, gen))
+		return NULL;
+	ck_pr_fence_load();
+	if (!lmn__proc_alive(ck_pr_load_32((uint32_t *)&p->pid), ck_pr_load_64(&p->start_time),
+			     ck_pr_load_64(&p->pidfs_ino), &fd)) {
+		(void)lmn__part_reap(&bus->l, bus->base, idx, gen);
+		return NULL;
+	}
+	if (ensure_running() < 0) {
+		close(fd);
+		return NULL;
+	}
+	if (S.n == S.cap) {
+		size_t cap = S.cap * 2 + 8;
+		struct sentry *v = realloc(S.v, cap * sizeof(*v));
+
+		if (!v) {
+			close(fd);
+			return NULL;
+		}
+		S.v = v;
+		S.cap = cap;
+	}
+	S.v[S.n] = (struct sentry){bus, idx, gen, fd, S.next_id++, 0};
+	ev.events = EPOLLIN;
+	ev.data.u64 = S.v[S.n].id;
+	if (epoll_ctl(S.epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+		close(fd);
+		return NULL;
+	}
+	return &S.v[S.n++];
+}
+
+void lmn__sentinel_watch(struct lmn_bus *bus, uint32_t idx, uint32_t gen)
+{
+	pthread_once(&atfork_once, atfork_init);
+	pthread_mutex_lock(&S.lock);
+	(void)find_or_add(bus, idx, gen);
+	pthread_mutex_unlock(&S.lock);
+}
+
+int lmn__sentinel_pidfd(struct lmn_bus *bus, uint32_t idx, uint32_t gen)
+{
+	struct sentry *e;
+	int fd;
+
+	pthread_once(&atfork_once, atfork_init);
+	pthread_mutex_lock(&S.lock);
+	e = find_or_add(bus, idx, gen);
+	fd = -1;
+	if (e) {
+		fd = e->pidfd;
+		e->users++;
+	}
+	pthread_mutex_unlock(&S.lock);
+	return fd;
+}
+
+void lmn__sentinel_put(struct lmn_bus *bus, uint32_t idx, uint32_t gen)
+{
+	pthread_mutex_lock(&S.lock);
+	for (size_t i = 0; i < S.n; i++) {
+		if (S.v[i].bus == bus && S.v[i].idx == idx && S.v[i].gen == gen) {
+			if (S.v[i].users)
+				S.v[i].users--;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&S.lock);
+}
+
+void lmn__sentinel_forget(struct lmn_bus *bus)
+{
+	pthread_once(&atfork_once, atfork_init);
+	pthread_mutex_lock(&S.lock);
+	for (size_t i = 0; i < S.n;) {
+		if (S.v[i].bus == bus)
+			remove_at(i);
+		else
+			i++;
+	}
+	pthread_mutex_unlock(&S.lock);
+}

@@ -1,0 +1,105 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * lmn_bus_stat(): the usage of a bus, read without joining and without
+ * writing, so that tools and tests can see that nothing leaked.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <ck_pr.h>
+
+#include "internal.h"
+
+/* Cells of a channel not in its free ring: published, or held. */
+static uint32_t cells_in_use(const struct lmn__channel *ch, uint32_t depth)
+{
+	uint32_t free_cells = ck_pr_load_uint(&ch->free.p_tail) - ck_pr_load_uint(&ch->free.c_head);
+
+	return free_cells > depth ? depth : depth - free_cells;
+}
+
+LMN_EXPORT int lmn_bus_stat(const char *name, struct lmn_bus_stat *ret)
+{
+	char path[PATH_MAX];
+	struct lmn_bus_stat s;
+	struct lmn__layout l;
+	struct lmn__header *h;
+	struct stat st;
+	void *base;
+	int fd, r;
+
+	r = lmn__check_name(name);
+	if (r < 0)
+		return r;
+	if (!ret)
+		return -EINVAL;
+	r = lmn__bus_path(path, sizeof(path), name, "");
+	if (r < 0)
+		return r;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0) {
+		r = -errno;
+		close(fd);
+		return r;
+	}
+	if (st.st_size < (off_t)sizeof(struct lmn__header)) {
+		close(fd);
+		return -EBADMSG;
+	}
+	base = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
+	close(fd);
+	if (base == MAP_FAILED)
+		return -errno;
+	r = lmn__layout_validate(&l, base, (uint64_t)st.st_size);
+	if (r < 0)
+		goto out;
+	h = base;
+	memset(&s, 0, sizeof(s));
+	s.size = l.total_size;
+	s.participants_total = l.participants;
+	s.conversations_total = l.conversations;
+	s.cells_total = l.conversations * 2 * l.ring_depth;
+	s.max_message = l.max_message;
+	s.ring_depth = l.ring_depth;
+	s.leaves = ck_pr_load_64(&h->leaves_total);
+	s.crashes = ck_pr_load_64(&h->crashes_total);
+	s.creator_pid = h->creator_pid;
+	s.created_ns = h->created_ns;
+	for (uint32_t i = 0; i < l.participants; i++) {
+		struct lmn__participant *p = lmn__part(&l, base, i);
+		uint64_t w = ck_pr_load_64(&p->slot);
+		uint32_t state = lmn__slot_state(w);
+
+		if (state == LMN__SLOT_FREE)
+			continue;
+		s.participants_used++;
+		if (state == LMN__SLOT_CLAIMED
+			    ? !lmn__proc_alive(lmn__slot_pid(w), 0, 0, NULL)
+			    : !lmn__proc_alive(p->pid, p->start_time, p->pidfs_ino, NULL))
+			s.participants_dead++;
+	}
+	for (uint32_t i = 0; i < l.conversations; i++) {
+		struct lmn__conv *c = lmn__conv_at(&l, base, i);
+		uint32_t state = lmn__slot_state(ck_pr_load_64(&c->slot));
+
+		if (state == LMN__SLOT_FREE)
+			continue;
+		s.conversations_used++;
+		if (state != LMN__SLOT_LIVE)
+			continue;
+		s.cells_used += cells_in_use(&c->cmd, l.ring_depth);
+		s.cells_used += cells_in_use(&c->inbox, l.ring_depth);
+	}
+	*ret = s;
+	r = 0;
+out:
+	munmap(base, (size_t)st.st_size);
+	return r;
+}
