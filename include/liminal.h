@@ -191,8 +191,9 @@ LMN_EXPORT int lmn_watch_wait(lmn_watch *watch, int timeout_ms);
 LMN_EXPORT int lmn_watch_fd(const lmn_watch *watch);
 LMN_EXPORT int lmn_watch_close(lmn_watch *watch);
 
-/* Usage, by name, without joining. */
+/* Usage, by name, without joining; and reclaiming what dead processes left. */
 LMN_EXPORT int lmn_bus_stat(const char *name, struct lmn_bus_stat *ret);
+LMN_EXPORT int lmn_bus_gc(const char *name);
 
 /* Which backend blocking calls sleep in: "io_uring" or "futex". */
 LMN_EXPORT const char *lmn_wait_backend(void);

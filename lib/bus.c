@@ -190,15 +190,12 @@ static uint32_t env_spin_ns(void)
 	return (uint32_t)v;
 }
 
+/* A machine with one CPU can never run a peer beside a spinner.  (A process
+ * pinned to one CPU still can, when its peer is pinned elsewhere: that case
+ * is decided per wait, by where the peer last ran.) */
 static bool more_than_one_cpu(void)
 {
-	cpu_set_t set;
-
-	if (sysconf(_SC_NPROCESSORS_ONLN) < 2)
-		return false;
-	if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) < 2)
-		return false;
-	return true;
+	return sysconf(_SC_NPROCESSORS_ONLN) >= 2;
 }
 
 static int map_bus(const char *name, void **ret_base, struct lmn__layout *ret_l)
@@ -331,6 +328,24 @@ LMN_EXPORT int lmn_bus_leave(lmn_bus *bus)
 	free(bus->queued);
 	free(bus);
 	return 0;
+}
+
+LMN_EXPORT int lmn_bus_gc(const char *name)
+{
+	struct lmn__layout l;
+	void *base;
+	int r = lmn__check_name(name);
+
+	if (r < 0)
+		return r;
+	r = map_bus(name, &base, &l);
+	if (r < 0)
+		return r;
+	/* Every participant whose process is gone is reaped as if a peer had
+	 * noticed its death, and openers that died mid-open are undone. */
+	r = lmn__bus_reap(&l, base);
+	munmap(base, l.total_size);
+	return r;
 }
 
 LMN_EXPORT int lmn_bus_serve(lmn_bus *bus, const char *service)

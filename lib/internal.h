@@ -105,8 +105,15 @@ uint64_t lmn__deadline(int timeout_ms, uint64_t conv_deadline_ns);
  * woken or the word had moved on, -ETIMEDOUT, or 1 when the peer exited.
  * The futex backend leaves peer deaths to the sentinel thread, whose reaping
  * wakes the word. */
-int lmn__wait(uint32_t *word, uint32_t expected, uint64_t deadline_ns, int peer_fd);
+int lmn__wait(uint32_t *word, uint32_t expected, uint64_t deadline_ns, int peer_fd,
+	      uint64_t peer_key);
 void lmn__wake(uint32_t *word);
+/* Names one participant of one bus handle, for the io_uring backend to know
+ * whether the pidfd poll it has armed is for the same peer. */
+static inline uint64_t lmn__peer_key(const struct lmn_bus *bus, uint32_t idx, uint32_t gen)
+{
+	return ((uint64_t)(uintptr_t)bus * 0x9e3779b97f4a7c15ull) ^ ((uint64_t)idx << 32 | gen);
+}
 /* Spin while cond(ctx) is false, for at most spin_ns; nonzero when cond
  * came true. */
 int lmn__spin(uint32_t spin_ns, int (*cond)(void *), void *ctx);
@@ -115,7 +122,8 @@ int lmn__current_cpu(void);
 
 /* wait_uring.c, wait_futex.c: the two backends. */
 int lmn__uring_probe(void);
-int lmn__uring_wait(uint32_t *word, uint32_t expected, uint64_t deadline_ns, int peer_fd);
+int lmn__uring_wait(uint32_t *word, uint32_t expected, uint64_t deadline_ns, int peer_fd,
+		    uint64_t peer_key);
 int lmn__futex_wait(uint32_t *word, uint32_t expected, uint64_t deadline_ns);
 void lmn__futex_wake(uint32_t *word);
 

@@ -46,7 +46,7 @@ static int wait_on(struct lmn_bus *bus, uint32_t *word, uint32_t expect, uint64_
 		   uint32_t peer, uint32_t peer_gen)
 {
 	int fd = peer == UINT32_MAX ? -1 : lmn__sentinel_pidfd(bus, peer, peer_gen);
-	int r = lmn__wait(word, expect, deadline, fd);
+	int r = lmn__wait(word, expect, deadline, fd, lmn__peer_key(bus, peer, peer_gen));
 
 	if (fd >= 0)
 		lmn__sentinel_put(bus, peer, peer_gen);
@@ -75,7 +75,7 @@ static int phase_error(uint32_t phase)
 /* Checks common to send and receive; the first of them activates. */
 static int enter(struct lmn_conv *conv, struct lmn__conv **ret)
 {
-	struct lmn__conv *c;
+	struct lmn__conv *c = NULL;
 	uint32_t phase;
 	int r;
 
@@ -114,7 +114,7 @@ LMN_EXPORT int lmn_send(lmn_conv *conv, const void *data, size_t len, unsigned i
 	struct lmn_bus *bus;
 	struct lmn__channel *ch;
 	struct lmn__envelope *env;
-	struct lmn__conv *c;
+	struct lmn__conv *c = NULL;
 	unsigned dir;
 	uint32_t cell;
 	int r;
@@ -165,7 +165,7 @@ LMN_EXPORT int lmn_send(lmn_conv *conv, const void *data, size_t len, unsigned i
 			continue;
 		}
 		if (dir) {
-			r = lmn__wait(&ch->free_word, expect, deadline, -1);
+			r = lmn__wait(&ch->free_word, expect, deadline, -1, 0);
 		} else {
 			uint32_t sg, s = current_server(bus, c, &sg);
 
@@ -283,7 +283,7 @@ static ssize_t take_one(struct lmn_conv *conv, struct lmn__conv *c, void *buf, s
 static ssize_t recv_impl(lmn_conv *conv, void *buf, size_t cap, int timeout_ms,
 			 uint64_t min_correlation)
 {
-	struct lmn__conv *c;
+	struct lmn__conv *c = NULL;
 	uint64_t deadline;
 	ssize_t r;
 	bool spun = false;

@@ -309,7 +309,7 @@ LMN_EXPORT int lmn_next(lmn_bus *bus, lmn_msg **ret, int timeout_ms)
 		expect = lmn__word_arm(&self->doorbell);
 		if (ready_now(&x))
 			continue;
-		(void)lmn__wait(&self->doorbell, expect, deadline, -1);
+		(void)lmn__wait(&self->doorbell, expect, deadline, -1, 0);
 	}
 }
 

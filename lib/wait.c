@@ -54,10 +54,11 @@ uint64_t lmn__deadline(int timeout_ms, uint64_t conv_deadline_ns)
 	return d;
 }
 
-int lmn__wait(uint32_t *word, uint32_t expected, uint64_t deadline_ns, int peer_fd)
+int lmn__wait(uint32_t *word, uint32_t expected, uint64_t deadline_ns, int peer_fd,
+	      uint64_t peer_key)
 {
 	if (pick_backend() == BACKEND_URING) {
-		int r = lmn__uring_wait(word, expected, deadline_ns, peer_fd);
+		int r = lmn__uring_wait(word, expected, deadline_ns, peer_fd, peer_key);
 
 		if (r != -ENOSYS)
 			return r;

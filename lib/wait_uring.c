@@ -27,13 +27,22 @@
 #define FUTEX_MASK_ANY 0xffffffffull
 #define UD_FUTEX 1
 #define UD_TIMEOUT 2
-#define UD_POLL 3
 #define UD_CANCEL 4
+#define UD_POLL_FIRST 16 /* polls are tagged from here up */
 
 struct tl_ring {
 	struct io_uring ring;
 	unsigned long fork_gen;
 	int ready;
+	/* The poll on a peer's pidfd stays armed across waits on the same
+	 * peer: most waits then cost one FUTEX_WAIT and nothing else.  Each
+	 * arming gets its own tag, so the completion of a poll replaced since
+	 * is told apart and ignored. */
+	uint64_t poll_key;
+	uint64_t poll_ud;
+	uint64_t next_ud;
+	int poll_armed;
+	int poll_fired; /* the armed poll completed: that peer exited */
 };
 
 static __thread struct tl_ring tl;
@@ -51,6 +60,8 @@ static void on_fork_child(void)
 		io_uring_queue_exit(&tl.ring);
 		tl.ready = 0;
 	}
+	tl.poll_armed = 0;
+	tl.poll_fired = 0;
 	fork_gen++;
 }
 
@@ -78,7 +89,9 @@ static struct io_uring *ring_get(void)
 		tl.ready = 0;
 	}
 	if (!tl.ready) {
-		if (io_uring_queue_init(4, &tl.ring, 0) < 0)
+		tl.poll_armed = 0;
+		tl.poll_fired = 0;
+		if (io_uring_queue_init(8, &tl.ring, 0) < 0)
 			return NULL;
 		tl.ready = 1;
 		tl.fork_gen = fork_gen;
@@ -123,14 +136,26 @@ static int submit_and_reap(struct io_uring *ring, unsigned want, int *futex_res)
 	return 0;
 }
 
-/* Completions left over from a wait that failed half-way must not be taken
- * for this wait's. */
+/* A completion that is not this wait's futex or timeout: a poll (the
+ * current one, or one replaced since) or a cancel. */
+static void other_cqe(const struct io_uring_cqe *cqe)
+{
+	if (cqe->user_data < UD_POLL_FIRST || cqe->user_data != tl.poll_ud)
+		return; /* a cancel, or a poll replaced since: nothing to learn */
+	tl.poll_armed = 0;
+	if (cqe->res > 0 && (cqe->res & POLLIN))
+		tl.poll_fired = 1;
+}
+
+/* Completions that came while no wait was looking (a cancel, a poll). */
 static void drain(struct io_uring *ring)
 {
 	struct io_uring_cqe *cqe;
 
-	while (io_uring_peek_cqe(ring, &cqe) == 0)
+	while (io_uring_peek_cqe(ring, &cqe) == 0) {
+		other_cqe(cqe);
 		io_uring_cqe_seen(ring, cqe);
+	}
 }
 
 int lmn__uring_probe(void)
@@ -154,38 +179,50 @@ int lmn__uring_probe(void)
 	return 0;
 }
 
-/* Ask the kernel to cancel the op tagged ud; its completion still comes. */
-static int cancel(struct io_uring *ring, uint64_t ud)
-{
-	struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
-
-	if (!sqe)
-		return -ENOSYS;
-	io_uring_prep_cancel64(sqe, ud, 0);
-	sqe->user_data = UD_CANCEL;
-	return 0;
-}
 
 /*
  * One sleep for whichever comes first: the word changes (FUTEX_WAIT), the
  * deadline passes (a timeout linked to the wait), or the peer exits (a poll
- * on its pidfd).  The ops are not linked to each other, so when one ends we
- * cancel the other and reap everything before returning: nothing of this
- * wait is left in the ring for the next one to trip over.
+ * on its pidfd, armed once per peer and left armed across waits).  When the
+ * poll fires first, the futex wait is cancelled and reaped before we
+ * return, so nothing of this wait is left for the next one to trip over.
  */
-int lmn__uring_wait(uint32_t *word, uint32_t expected, uint64_t deadline_ns, int peer_fd)
+int lmn__uring_wait(uint32_t *word, uint32_t expected, uint64_t deadline_ns, int peer_fd,
+		    uint64_t peer_key)
 {
 	struct io_uring *ring = ring_get();
 	struct __kernel_timespec ts;
 	struct io_uring_sqe *sqe;
-	bool futex_done = false, poll_done = peer_fd < 0, timeout_done = !deadline_ns;
-	bool peer_exited = false;
-	unsigned cancels_out = 0;
+	bool futex_done = false, timeout_done = !deadline_ns, peer_exited = false;
 	int futex_res = 0;
 
 	if (!ring)
 		return -ENOSYS;
 	drain(ring);
+	if (peer_fd >= 0) {
+		if (tl.poll_key == peer_key && tl.poll_fired) {
+			tl.poll_fired = 0;
+			return 1;
+		}
+		if (!tl.poll_armed || tl.poll_key != peer_key) {
+			if (tl.poll_armed) {
+				sqe = io_uring_get_sqe(ring);
+				if (!sqe)
+					return -ENOSYS;
+				io_uring_prep_cancel64(sqe, tl.poll_ud, 0);
+				sqe->user_data = UD_CANCEL;
+			}
+			sqe = io_uring_get_sqe(ring);
+			if (!sqe)
+				return -ENOSYS;
+			io_uring_prep_poll_add(sqe, peer_fd, POLLIN);
+			tl.poll_ud = UD_POLL_FIRST + tl.next_ud++;
+			sqe->user_data = tl.poll_ud;
+			tl.poll_key = peer_key;
+			tl.poll_armed = 1;
+			tl.poll_fired = 0;
+		}
+	}
 	sqe = io_uring_get_sqe(ring);
 	if (!sqe)
 		return -ENOSYS;
@@ -200,19 +237,11 @@ int lmn__uring_wait(uint32_t *word, uint32_t expected, uint64_t deadline_ns, int
 		io_uring_prep_link_timeout(sqe, &ts, IORING_TIMEOUT_ABS);
 		sqe->user_data = UD_TIMEOUT;
 	}
-	if (peer_fd >= 0) {
-		sqe = io_uring_get_sqe(ring);
-		if (!sqe)
-			return -ENOSYS;
-		io_uring_prep_poll_add(sqe, peer_fd, POLLIN);
-		sqe->user_data = UD_POLL;
-	}
-	while (!futex_done || !poll_done || !timeout_done || cancels_out) {
+	while (!futex_done || !timeout_done) {
 		struct io_uring_cqe *cqe;
 		int r;
 
-		/* Submit whatever is queued (the first ops, or a cancel) and
-		 * wait for a completion in the same call. */
+		/* Submit whatever is queued and wait in the same call. */
 		if (io_uring_sq_ready(ring)) {
 			r = io_uring_submit_and_wait(ring, 1);
 			if (r < 0 && r != -EINTR)
@@ -224,28 +253,22 @@ int lmn__uring_wait(uint32_t *word, uint32_t expected, uint64_t deadline_ns, int
 			continue; /* the ops are in the kernel; keep waiting */
 		if (r < 0)
 			return -ENOSYS;
-		switch (cqe->user_data) {
-		case UD_FUTEX:
+		if (cqe->user_data == UD_FUTEX) {
 			futex_done = true;
 			futex_res = cqe->res;
-			if (!poll_done && cancel(ring, UD_POLL) == 0)
-				cancels_out++;
-			break;
-		case UD_TIMEOUT:
+		} else if (cqe->user_data == UD_TIMEOUT) {
 			timeout_done = true;
-			break;
-		case UD_POLL:
-			poll_done = true;
-			peer_exited = cqe->res > 0 && (cqe->res & POLLIN);
-			/* A poll that failed (a bad fd) tells nothing: keep
-			 * sleeping on the word. */
-			if (peer_exited && !futex_done && cancel(ring, UD_FUTEX) == 0)
-				cancels_out++;
-			break;
-		case UD_CANCEL:
-			if (cancels_out)
-				cancels_out--;
-			break;
+		} else {
+			other_cqe(cqe);
+			if (tl.poll_fired && peer_fd >= 0 && tl.poll_key == peer_key &&
+			    !peer_exited) {
+				peer_exited = true;
+				tl.poll_fired = 0;
+				if (!futex_done && (sqe = io_uring_get_sqe(ring))) {
+					io_uring_prep_cancel64(sqe, UD_FUTEX, 0);
+					sqe->user_data = UD_CANCEL;
+				}
+			}
 		}
 		io_uring_cqe_seen(ring, cqe);
 	}

@@ -242,7 +242,7 @@ LMN_EXPORT int lmn_watch_wait(lmn_watch *watch, int timeout_ms)
 		if (r)
 			continue;
 		fd = lmn__sentinel_pidfd(bus, watch->idx, watch->gen);
-		r = lmn__wait(word, expect, deadline, fd);
+		r = lmn__wait(word, expect, deadline, fd, lmn__peer_key(bus, watch->idx, watch->gen));
 		if (fd >= 0)
 			lmn__sentinel_put(bus, watch->idx, watch->gen);
 		if (r == 1)
