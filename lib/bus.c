@@ -324,8 +324,10 @@ LMN_EXPORT int lmn_bus_leave(lmn_bus *bus)
 	munmap(bus->base, bus->l.total_size);
 	pthread_mutex_destroy(&bus->lock);
 	pthread_mutex_destroy(&bus->wlock);
+	lmn__msgs_spare_free(bus);
 	free(bus->pending);
 	free(bus->queued);
+	free(bus->watched);
 	free(bus);
 	return 0;
 }

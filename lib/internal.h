@@ -34,6 +34,10 @@ struct lmn_bus {
 	 * FIFO of indices with a bitmap that keeps each in it at most once. */
 	uint32_t *pending;
 	uint64_t *queued;
+	uint32_t *watched;          /* per conversation: the generation whose
+				     * initiator the sentinel already watches */
+	struct lmn_msg *spare_msgs; /* released handles kept for reuse */
+	uint32_t n_spare;
 	uint32_t pend_head, pend_len;
 	uint32_t ready_cursor;
 	int32_t last_peer_cpu;
@@ -154,6 +158,7 @@ uint64_t lmn__self_pidfs_ino(void);
 
 /* serve.c */
 void lmn__serve_leave(struct lmn_bus *bus);
+void lmn__msgs_spare_free(struct lmn_bus *bus);
 
 /* sentinel.c: a thread per process that sleeps on the pidfds of the
  * participants this process depends on, and reaps them when they die. */

@@ -62,6 +62,42 @@ static void msgs_del(struct lmn_bus *bus, struct lmn_msg *m)
 		m->next->prev = m->prev;
 }
 
+/* Message handles come and go with every request: keep a few for reuse
+ * rather than going to malloc each time.  Bus lock held. */
+static struct lmn_msg *msg_alloc(struct lmn_bus *bus)
+{
+	struct lmn_msg *m = bus->spare_msgs;
+
+	if (!m)
+		return calloc(1, sizeof(*m));
+	bus->spare_msgs = m->next;
+	bus->n_spare--;
+	memset(m, 0, sizeof(*m));
+	return m;
+}
+
+static void msg_free(struct lmn_bus *bus, struct lmn_msg *m)
+{
+	if (bus->n_spare >= 64) {
+		free(m);
+		return;
+	}
+	m->next = bus->spare_msgs;
+	bus->spare_msgs = m;
+	bus->n_spare++;
+}
+
+void lmn__msgs_spare_free(struct lmn_bus *bus)
+{
+	while (bus->spare_msgs) {
+		struct lmn_msg *m = bus->spare_msgs;
+
+		bus->spare_msgs = m->next;
+		free(m);
+	}
+	bus->n_spare = 0;
+}
+
 /* The server's part of a conversation is over: it saw the close and holds
  * nothing.  Give back its reference, once. */
 static void server_done(struct lmn_bus *bus, struct lmn__conv *c, uint32_t idx, uint32_t gen)
@@ -165,7 +201,7 @@ static int take_from(struct lmn_bus *bus, uint32_t idx, struct lmn_msg **ret)
 	if (r == -EAGAIN) {
 		if (phase < LMN__PHASE_COMPLETING || c->close_delivered)
 			return -EAGAIN;
-		m = calloc(1, sizeof(*m));
+		m = msg_alloc(bus);
 		if (!m) {
 			pend_push(bus, idx); /* the notice is still owed */
 			return -ENOMEM;
@@ -186,7 +222,7 @@ static int take_from(struct lmn_bus *bus, uint32_t idx, struct lmn_msg **ret)
 	}
 	env = (struct lmn__envelope *)lmn__cell(&bus->l, bus->base, idx, 0, cell);
 	len = ck_pr_load_32(&env->length);
-	m = len <= bus->l.max_message ? calloc(1, sizeof(*m)) : NULL;
+	m = len <= bus->l.max_message ? msg_alloc(bus) : NULL;
 	if (!m) {
 		/* A damaged message, or one we cannot hand out for want of
 		 * memory, is dropped: its cell goes back (waking a sender that
@@ -206,8 +242,13 @@ static int take_from(struct lmn_bus *bus, uint32_t idx, struct lmn_msg **ret)
 	c->server_held++;
 	ck_pr_store_64(&c->served, c->served + 1);
 	bus->last_peer_cpu = ck_pr_load_32((uint32_t *)&c->cmd.producer_cpu);
-	/* The initiator is a peer we now depend on: hear of its death. */
-	lmn__sentinel_watch(bus, ck_pr_load_32(&c->initiator), ck_pr_load_32(&c->initiator_gen));
+	/* The initiator is a peer we now depend on: hear of its death (once
+	 * per conversation, not per request). */
+	if (bus->watched[idx] != gen) {
+		bus->watched[idx] = gen;
+		lmn__sentinel_watch(bus, ck_pr_load_32(&c->initiator),
+				    ck_pr_load_32(&c->initiator_gen));
+	}
 out:
 	m->bus = bus;
 	m->conv = idx;
@@ -275,11 +316,14 @@ LMN_EXPORT int lmn_next(lmn_bus *bus, lmn_msg **ret, int timeout_ms)
 	if (!bus->pending) {
 		bus->pending = calloc(bus->l.conversations, sizeof(*bus->pending));
 		bus->queued = calloc(bus->l.ready_leaf_words, sizeof(*bus->queued));
-		if (!bus->pending || !bus->queued) {
+		bus->watched = calloc(bus->l.conversations, sizeof(*bus->watched));
+		if (!bus->pending || !bus->queued || !bus->watched) {
 			free(bus->pending);
 			free(bus->queued);
+			free(bus->watched);
 			bus->pending = NULL;
 			bus->queued = NULL;
+			bus->watched = NULL;
 			pthread_mutex_unlock(&bus->lock);
 			return -ENOMEM;
 		}
@@ -416,8 +460,8 @@ LMN_EXPORT int lmn_msg_release(lmn_msg *msg)
 	}
 	pthread_mutex_lock(&bus->lock);
 	release_locked(bus, msg);
+	msg_free(bus, msg);
 	pthread_mutex_unlock(&bus->lock);
-	free(msg);
 	return 0;
 }
 

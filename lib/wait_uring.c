@@ -45,7 +45,9 @@ struct tl_ring {
 	int poll_fired; /* the armed poll completed: that peer exited */
 };
 
-static __thread struct tl_ring tl;
+/* initial-exec: the ring is reached on every wait, and the default model for
+ * a shared library costs a call to __tls_get_addr each time. */
+static __thread struct tl_ring tl __attribute__((tls_model("initial-exec")));
 static unsigned long fork_gen;
 static pthread_key_t ring_key;
 static pthread_once_t ring_once = PTHREAD_ONCE_INIT;
