@@ -275,6 +275,10 @@ LMN_EXPORT int lmn_bus_join(const char *name, const char *self, lmn_bus **ret)
 	if (r < 0)
 		goto fail;
 	bus->pid = (int32_t)getpid();
+	/* A process killed while leaving left its entry behind under this
+	 * name without holding it: reclaim it now rather than when the table
+	 * fills. */
+	(void)reap_name(&bus->l, bus->base, self);
 	for (int attempt = 0;; attempt++) {
 		r = lmn__part_claim(&bus->l, bus->base, self, bus->pid,
 				    lmn__proc_start_time(bus->pid), lmn__self_pidfs_ino(),

@@ -166,7 +166,7 @@ LMN_EXPORT int lmn_conv_open(lmn_bus *bus, const char *target,
 	c->opened_ns = lmn__realtime_ns();
 	c->deadline_ns = config->timeout_ms ? lmn__now_ns() + (uint64_t)config->timeout_ms * 1000000ull
 					    : 0;
-	c->refs = lmn__gen_word(gen, sp ? 2 : 1);
+	c->refs = lmn__gen_word(gen, LMN__REF_INITIATOR | (sp ? LMN__REF_SERVER : 0));
 	c->server_gone = lmn__gen_word(gen, 0);
 	c->server_health = sp ? LMN__HEALTH_ALIVE : LMN__HEALTH_NONE;
 	c->server_exit_ns = 0;
@@ -205,7 +205,7 @@ LMN_EXPORT int lmn_conv_open(lmn_bus *bus, const char *target,
 	ck_pr_fence_memory();
 	if (sp && !lmn__part_live(&bus->l, bus->base, server, server_gen))
 		lmn__server_departed(&bus->l, bus->base, idx, gen, server, server_gen,
-				     LMN__HEALTH_LEFT);
+				     lmn__part_exit_health(&bus->l, bus->base, server, server_gen));
 
 	if (sp)
 		lmn__sentinel_watch(bus, server, server_gen);
@@ -332,7 +332,7 @@ void lmn__conv_detach(struct lmn_conv *conv)
 	 * if this process was taken for dead. */
 	if (ck_pr_cas_64(&lmn__conv_at(&bus->l, bus->base, conv->idx)->initiator_gone,
 			 lmn__gen_word(conv->gen, 0), lmn__gen_word(conv->gen, 1)))
-		lmn__conv_unref(&bus->l, bus->base, conv->idx, conv->gen);
+		lmn__conv_unref(&bus->l, bus->base, conv->idx, conv->gen, LMN__REF_INITIATOR);
 	list_del(bus, conv);
 	conv->bus = NULL;
 }

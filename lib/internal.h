@@ -148,6 +148,12 @@ void lmn__initiator_departed(const struct lmn__layout *l, void *base, uint32_t c
 void lmn__part_departed(const struct lmn__layout *l, void *base, uint32_t idx, uint32_t gen,
 			uint32_t health);
 int lmn__part_reap(const struct lmn__layout *l, void *base, uint32_t idx, uint32_t gen);
+/* How a participant that is no longer live went: LMN__HEALTH_CRASHED or
+ * LMN__HEALTH_LEFT. */
+uint32_t lmn__part_exit_health(const struct lmn__layout *l, void *base, uint32_t idx,
+			       uint32_t gen);
+/* The logged exit of (idx, gen): 1 left, 2 crashed, 0 not logged. */
+int lmn__exit_logged(const struct lmn__layout *l, void *base, uint32_t idx, uint32_t gen);
 int lmn__bus_reap(const struct lmn__layout *l, void *base);
 void lmn__exit_record(const struct lmn__layout *l, void *base, uint32_t idx, uint32_t gen,
 		      int crashed);

@@ -169,7 +169,7 @@ void lmn__server_departed(const struct lmn__layout *l, void *base, uint32_t idx,
 	ck_pr_fence_store();
 	ck_pr_store_64(&c->server_gone, lmn__gen_word(gen, GONE_YES));
 	lmn__conv_wake_all(c);
-	lmn__conv_unref(l, base, idx, gen);
+	lmn__conv_unref(l, base, idx, gen, LMN__REF_SERVER);
 }
 
 void lmn__initiator_departed(const struct lmn__layout *l, void *base, uint32_t idx, uint32_t gen,
@@ -193,7 +193,7 @@ void lmn__initiator_departed(const struct lmn__layout *l, void *base, uint32_t i
 	 * reference when it releases the notice. */
 	if (ck_pr_load_32(&c->server) < l->participants)
 		lmn__conv_ring_server(l, base, c, idx);
-	lmn__conv_unref(l, base, idx, gen);
+	lmn__conv_unref(l, base, idx, gen, LMN__REF_INITIATOR);
 }
 
 void lmn__part_departed(const struct lmn__layout *l, void *base, uint32_t idx, uint32_t gen,
@@ -216,10 +216,20 @@ void lmn__part_departed(const struct lmn__layout *l, void *base, uint32_t idx, u
 			continue;
 		/* The slot before the fields its opener stored before it. */
 		ck_pr_fence_load();
-		if (ck_pr_load_32(&c->server) == idx && ck_pr_load_32(&c->server_gen) == gen)
+		if (ck_pr_load_32(&c->server) == idx && ck_pr_load_32(&c->server_gen) == gen) {
 			lmn__server_departed(l, base, i, lmn__slot_gen(w), idx, gen, health);
-		if (ck_pr_load_32(&c->initiator) == idx && ck_pr_load_32(&c->initiator_gen) == gen)
+			/* It may have ended its part itself (the close notice
+			 * released) and died before dropping its reference. */
+			if (ck_pr_load_64(&c->server_gone) ==
+			    lmn__gen_word(lmn__slot_gen(w), GONE_YES))
+				lmn__conv_unref(l, base, i, lmn__slot_gen(w), LMN__REF_SERVER);
+		}
+		if (ck_pr_load_32(&c->initiator) == idx && ck_pr_load_32(&c->initiator_gen) == gen) {
 			lmn__initiator_departed(l, base, i, lmn__slot_gen(w), health);
+			/* Likewise for an initiator killed inside lmn_conv_free. */
+			if (lmn__value_of(ck_pr_load_64(&c->initiator_gone)) == 1)
+				lmn__conv_unref(l, base, i, lmn__slot_gen(w), LMN__REF_INITIATOR);
+		}
 	}
 }
 
@@ -246,6 +256,48 @@ void lmn__exit_record(const struct lmn__layout *l, void *base, uint32_t idx, uin
 	ck_pr_inc_64(crashed ? &h->crashes_total : &h->leaves_total);
 	if (lmn__word_bump(&h->exits_word))
 		lmn__wake(&h->exits_word);
+}
+
+int lmn__exit_logged(const struct lmn__layout *l, void *base, uint32_t idx, uint32_t gen)
+{
+	struct lmn__header *h = lmn__hdr(base);
+	int result = 0;
+
+	(void)l;
+	for (uint32_t i = 0; i < LMN__EXIT_LOG; i++) {
+		struct lmn__exit_rec *r = &h->exits[i];
+		uint64_t s1 = ck_pr_load_64(&r->seq);
+		uint32_t ridx, rgen, crashed;
+
+		if (!s1)
+			continue;
+		ck_pr_fence_load();
+		ridx = r->idx;
+		rgen = r->gen;
+		crashed = r->crashed;
+		ck_pr_fence_load();
+		if (ck_pr_load_64(&r->seq) != s1 || ridx != idx || rgen != gen)
+			continue;
+		result = crashed ? 2 : 1;
+	}
+	return result;
+}
+
+uint32_t lmn__part_exit_health(const struct lmn__layout *l, void *base, uint32_t idx,
+			       uint32_t gen)
+{
+	struct lmn__participant *p;
+	uint64_t w;
+
+	if (idx >= l->participants)
+		return LMN__HEALTH_LEFT;
+	p = lmn__part(l, base, idx);
+	w = ck_pr_load_64(&p->slot);
+	if (lmn__slot_gen(w) == gen && lmn__slot_state(w) == LMN__SLOT_DEAD)
+		return LMN__HEALTH_CRASHED;
+	if (lmn__slot_gen(w) == gen && lmn__slot_state(w) == LMN__SLOT_CLOSING)
+		return LMN__HEALTH_LEFT;
+	return lmn__exit_logged(l, base, idx, gen) == 2 ? LMN__HEALTH_CRASHED : LMN__HEALTH_LEFT;
 }
 
 int lmn__part_reap(const struct lmn__layout *l, void *base, uint32_t idx, uint32_t gen)
@@ -286,10 +338,18 @@ int lmn__part_reap(const struct lmn__layout *l, void *base, uint32_t idx, uint32
 	if (st == LMN__SLOT_CLAIMED || st == LMN__SLOT_JOINING)
 		goto free_slot; /* never joined: nothing to reclaim, no exit */
 reclaim:
+	/* Killed while leaving, after it had logged its exit: it left, and
+	 * its exit is not logged (or counted) twice; we only finish its leave. */
+	if (lmn__exit_logged(l, base, idx, gen) == 1) {
+		p->health = LMN__HEALTH_LEFT;
+		lmn__part_departed(l, base, idx, gen, LMN__HEALTH_LEFT);
+		goto free_slot;
+	}
 	p->health = LMN__HEALTH_CRASHED;
 	p->exit_ns = lmn__realtime_ns();
 	lmn__part_departed(l, base, idx, gen, LMN__HEALTH_CRASHED);
-	lmn__exit_record(l, base, idx, gen, 1);
+	if (!lmn__exit_logged(l, base, idx, gen))
+		lmn__exit_record(l, base, idx, gen, 1);
 free_slot:
 	ck_pr_fence_store();
 	ck_pr_store_64(&p->slot, lmn__slot_word(gen, LMN__SLOT_FREE));

@@ -105,7 +105,7 @@ static void server_done(struct lmn_bus *bus, struct lmn__conv *c, uint32_t idx, 
 	if (!ck_pr_cas_64(&c->server_gone, lmn__gen_word(gen, 0), lmn__gen_word(gen, 1)))
 		return;
 	lmn__part_unserve(&bus->l, bus->base, bus->self_idx, bus->self_gen);
-	lmn__conv_unref(&bus->l, bus->base, idx, gen);
+	lmn__conv_unref(&bus->l, bus->base, idx, gen, LMN__REF_SERVER);
 }
 
 /* The oldest request whose server departed before answering it, if any:
@@ -195,8 +195,17 @@ static int take_from(struct lmn_bus *bus, uint32_t idx, struct lmn_msg **ret)
 		flags = LMN_MSG_REDELIVERED;
 		r = 0;
 	} else {
-		r = lmn__chan_take(&c->cmd, lmn__ringbuf(&bus->l, bus->base, idx, 0), &bus->l,
+		/* Mark the cell held before moving the ring past it: a server
+		 * killed in between leaves it both marked and queued (reroute
+		 * sees that and lets the ring deliver it), never neither. */
+		r = lmn__chan_peek(&c->cmd, lmn__ringbuf(&bus->l, bus->base, idx, 0), &bus->l,
 				   &cell);
+		if (r == 0) {
+			ck_pr_store_8(&lmn__cell_states(&bus->l, bus->base, idx)[cell],
+				      LMN__CELL_HELD);
+			ck_pr_fence_store();
+			lmn__ring_advance(&c->cmd.data);
+		}
 	}
 	if (r == -EAGAIN) {
 		if (phase < LMN__PHASE_COMPLETING || c->close_delivered)

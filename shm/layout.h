@@ -115,6 +115,8 @@ struct lmn__header {
 };
 
 #define LMN__EXIT_LOG 64u
+#define LMN__REF_INITIATOR 1u
+#define LMN__REF_SERVER 2u
 #define LMN__CRASH_RECORDS 4u
 
 /* One participant.  Written by its owner, except the state word, which
@@ -204,10 +206,13 @@ struct lmn__conv {
 	uint32_t server_gen;
 	uint64_t opened_ns;   /* CLOCK_REALTIME */
 	uint64_t deadline_ns; /* CLOCK_MONOTONIC, 0: none */
-	/* References: one for the initiator, one for the server.  Whoever
-	 * drops the last one returns the slot to the free state.  The upper
-	 * half holds the generation, so that a late decrement meant for an
-	 * earlier tenant of the slot fails its CAS instead of landing here. */
+	/* References, one bit per side: LMN__REF_INITIATOR, LMN__REF_SERVER.
+	 * Whoever clears the last bit returns the slot to the free state.  The
+	 * upper half holds the generation, so that a late drop meant for an
+	 * earlier tenant of the slot fails its CAS instead of landing here.
+	 * Bits rather than a count: a side whose part ended (its gone flag
+	 * set) but whose process died before it dropped its reference can be
+	 * told apart, and the reaper drops it. */
 	uint64_t refs;
 	/* Generation in the upper half, and in the lower a flag set once (CAS
 	 * (gen, 0) -> (gen, 1)) by whoever ends the server's part: the server

@@ -278,21 +278,22 @@ int lmn__conv_claim(const struct lmn__layout *l, void *base, int32_t pid, uint32
 	return -ENOSPC;
 }
 
-int lmn__conv_unref(const struct lmn__layout *l, void *base, uint32_t idx, uint32_t gen)
+int lmn__conv_unref(const struct lmn__layout *l, void *base, uint32_t idx, uint32_t gen,
+		    uint32_t side)
 {
 	struct lmn__conv *c = lmn__conv_at(l, base, idx);
 	uint64_t r = ck_pr_load_64(&c->refs);
 
 	/* Orders this side's earlier stores to the conversation before the
-	 * decrement, so whoever frees the slot sees them. */
+	 * drop, so whoever frees the slot sees them. */
 	ck_pr_fence_store_atomic();
 	for (;;) {
-		if (lmn__gen_of(r) != gen || lmn__value_of(r) == 0)
-			return 0; /* not this tenant's, or damaged: leave it */
-		if (ck_pr_cas_64_value(&c->refs, r, r - 1, &r))
+		if (lmn__gen_of(r) != gen || !(lmn__value_of(r) & side))
+			return 0; /* not this tenant's, or dropped already */
+		if (ck_pr_cas_64_value(&c->refs, r, r & ~(uint64_t)side, &r))
 			break;
 	}
-	if (lmn__value_of(r) != 1)
+	if ((lmn__value_of(r) & ~side) != 0)
 		return 0;
 	ck_pr_cas_64(&c->slot, lmn__slot_word(gen, LMN__SLOT_LIVE),
 		     lmn__slot_word(gen, LMN__SLOT_FREE));

@@ -31,8 +31,10 @@ int lmn__part_live(const struct lmn__layout *l, void *base, uint32_t idx, uint32
 
 int lmn__conv_claim(const struct lmn__layout *l, void *base, int32_t pid, uint32_t *ret_idx,
 		    uint32_t *ret_gen);
-/* Drop one reference; the last one frees the slot.  Returns 1 if it did. */
-int lmn__conv_unref(const struct lmn__layout *l, void *base, uint32_t idx, uint32_t gen);
+/* Drop one side's reference (LMN__REF_*); idempotent; the last one frees
+ * the slot.  Returns 1 if it did. */
+int lmn__conv_unref(const struct lmn__layout *l, void *base, uint32_t idx, uint32_t gen,
+		    uint32_t side);
 
 /* Copy a name out of the segment, refusing one that is not terminated. */
 int lmn__name_copy(char *dst, const char *shm_name);
