@@ -200,7 +200,12 @@ LMN_EXPORT int lmn_send(lmn_conv *conv, const void *data, size_t len, unsigned i
 		if (lmn__word_signal(&ch->data_word))
 			lmn__wake(&ch->data_word);
 	} else {
-		ch->producer_cpu = lmn__current_cpu();
+		int cpu = lmn__current_cpu();
+
+		/* Written only when it changes: the line is read by the
+		 * server, and a store on every send would bounce it. */
+		if (ck_pr_load_int(&ch->producer_cpu) != cpu)
+			ck_pr_store_int(&ch->producer_cpu, cpu);
 		lmn__conv_ring_server(&bus->l, bus->base, c, conv->idx);
 	}
 	return 0;

@@ -233,6 +233,19 @@ void lmn__part_departed(const struct lmn__layout *l, void *base, uint32_t idx, u
 	}
 }
 
+/* Count the exit of tenant gen of slot idx, once however often called. */
+static void exit_count(const struct lmn__layout *l, void *base, uint32_t idx, uint32_t gen,
+		       int crashed)
+{
+	struct lmn__participant *p = lmn__part(l, base, idx);
+	uint64_t *word = crashed ? &p->crashes : &p->leaves;
+	uint64_t v = ck_pr_load_64(word);
+
+	while (lmn__gen_of(v) != gen &&
+	       !ck_pr_cas_64_value(word, v, lmn__gen_word(gen, lmn__value_of(v) + 1), &v))
+		;
+}
+
 void lmn__exit_record(const struct lmn__layout *l, void *base, uint32_t idx, uint32_t gen,
 		      int crashed)
 {
@@ -253,7 +266,7 @@ void lmn__exit_record(const struct lmn__layout *l, void *base, uint32_t idx, uin
 		r->name[0] = '\0';
 	ck_pr_fence_store();
 	ck_pr_store_64(&r->seq, t + 1);
-	ck_pr_inc_64(crashed ? &h->crashes_total : &h->leaves_total);
+	exit_count(l, base, idx, gen, crashed);
 	if (lmn__word_bump(&h->exits_word))
 		lmn__wake(&h->exits_word);
 }
@@ -339,9 +352,11 @@ int lmn__part_reap(const struct lmn__layout *l, void *base, uint32_t idx, uint32
 		goto free_slot; /* never joined: nothing to reclaim, no exit */
 reclaim:
 	/* Killed while leaving, after it had logged its exit: it left, and
-	 * its exit is not logged (or counted) twice; we only finish its leave. */
+	 * its exit is not logged twice; we only finish its leave, and count it
+	 * in case it was killed before it did (exit_count() counts it once). */
 	if (lmn__exit_logged(l, base, idx, gen) == 1) {
 		p->health = LMN__HEALTH_LEFT;
+		exit_count(l, base, idx, gen, 0);
 		lmn__part_departed(l, base, idx, gen, LMN__HEALTH_LEFT);
 		goto free_slot;
 	}
@@ -350,6 +365,8 @@ reclaim:
 	lmn__part_departed(l, base, idx, gen, LMN__HEALTH_CRASHED);
 	if (!lmn__exit_logged(l, base, idx, gen))
 		lmn__exit_record(l, base, idx, gen, 1);
+	else /* logged by a reaper killed before it counted */
+		exit_count(l, base, idx, gen, 1);
 free_slot:
 	ck_pr_fence_store();
 	ck_pr_store_64(&p->slot, lmn__slot_word(gen, LMN__SLOT_FREE));

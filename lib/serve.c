@@ -346,7 +346,13 @@ LMN_EXPORT int lmn_next(lmn_bus *bus, lmn_msg **ret, int timeout_ms)
 		r = try_next(bus, ret);
 		pthread_mutex_unlock(&bus->lock);
 		if (r == 0) {
-			self->doorbell_cpu = lmn__current_cpu();
+			int cpu = lmn__current_cpu();
+
+			/* Only when it changes: senders read this line (the
+			 * doorbell) on every send, and a store here on every
+			 * request would make each of those loads a miss. */
+			if (ck_pr_load_int(&self->doorbell_cpu) != cpu)
+				ck_pr_store_int(&self->doorbell_cpu, cpu);
 			return 0;
 		}
 		if (r != -EAGAIN)

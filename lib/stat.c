@@ -68,8 +68,6 @@ LMN_EXPORT int lmn_bus_stat(const char *name, struct lmn_bus_stat *ret)
 	s.cells_total = l.conversations * 2 * l.ring_depth;
 	s.max_message = l.max_message;
 	s.ring_depth = l.ring_depth;
-	s.leaves = ck_pr_load_64(&h->leaves_total);
-	s.crashes = ck_pr_load_64(&h->crashes_total);
 	s.creator_pid = h->creator_pid;
 	s.created_ns = h->created_ns;
 	for (uint32_t i = 0; i < l.participants; i++) {
@@ -77,6 +75,8 @@ LMN_EXPORT int lmn_bus_stat(const char *name, struct lmn_bus_stat *ret)
 		uint64_t w = ck_pr_load_64(&p->slot);
 		uint32_t state = lmn__slot_state(w);
 
+		s.leaves += lmn__value_of(ck_pr_load_64(&p->leaves));
+		s.crashes += lmn__value_of(ck_pr_load_64(&p->crashes));
 		if (state == LMN__SLOT_FREE)
 			continue;
 		s.participants_used++;

@@ -388,6 +388,7 @@ static void bench_scale(const char *bus_name)
 	uint64_t t0;
 	int r;
 
+	pin(O.cpu_client);
 	bus = join(bus_name, "client");
 	if ((r = lmn_bus_stat(bus_name, &st)) < 0)
 		die("stat", r);

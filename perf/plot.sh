@@ -10,9 +10,16 @@ data=$(mktemp)
 trap 'rm -f "$data"' EXIT
 awk '
 function field(line, key,    m) {
-	if (match(line, "\"" key "\":\"?[^,}\"]*")) {
+	# A quoted value runs to the next quote (it may hold commas); a
+	# number runs to the next comma or brace.
+	if (match(line, "\"" key "\":\"[^\"]*")) {
 		m = substr(line, RSTART, RLENGTH)
-		sub("\"" key "\":\"?", "", m)
+		sub("\"" key "\":\"", "", m)
+		return m
+	}
+	if (match(line, "\"" key "\":[^,}]*")) {
+		m = substr(line, RSTART, RLENGTH)
+		sub("\"" key "\":", "", m)
 		return m
 	}
 	return ""

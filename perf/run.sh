@@ -71,7 +71,7 @@ done
 
 # 4. Scale: one busy conversation among many idle ones.
 for c in 1 100 10000 100000; do
-	run $L --bench scale --convs $c --iters $scale_iters --reps $reps
+	run $L --bench scale --convs $c --iters $scale_iters --reps $reps --cpus 0,1
 done
 
 # 5. Idle cost of a server blocked in lmn_next.
@@ -83,9 +83,16 @@ run $C $crash
 # The summary: ratios in this run against the targets.
 awk -v out="$out" '
 function field(line, key,    m) {
-	if (match(line, "\"" key "\":\"?[^,}\"]*")) {
+	# A quoted value runs to the next quote (it may hold commas); a
+	# number runs to the next comma or brace.
+	if (match(line, "\"" key "\":\"[^\"]*")) {
 		m = substr(line, RSTART, RLENGTH)
-		sub("\"" key "\":\"?", "", m)
+		sub("\"" key "\":\"", "", m)
+		return m
+	}
+	if (match(line, "\"" key "\":[^,}]*")) {
+		m = substr(line, RSTART, RLENGTH)
+		sub("\"" key "\":", "", m)
 		return m
 	}
 	return ""

@@ -15,7 +15,7 @@
 #include <ck_ring.h>
 
 #define LMN__MAGIC 0x6c696d696e616c31ull /* "liminal1" */
-#define LMN__LAYOUT_VERSION 2u
+#define LMN__LAYOUT_VERSION 3u
 #define LMN__CACHELINE 64u
 #define LMN__NAME_SIZE 64u
 #define LMN__SERVICES 8u
@@ -109,9 +109,6 @@ struct lmn__header {
 		uint32_t crashed;
 		char name[LMN__NAME_SIZE];
 	} exits[64];
-	/* Bus-wide statistics for lmn_bus_stat(). */
-	uint64_t crashes_total;
-	uint64_t leaves_total;
 };
 
 #define LMN__EXIT_LOG 64u
@@ -129,6 +126,13 @@ struct lmn__participant {
 	uint64_t pidfs_ino;  /* inode of its pidfd on pidfs kernels, else 0 */
 	uint64_t joined_ns;
 	uint64_t exit_ns;
+	/* Exits of this slot's tenants, for lmn_bus_stat(): the generation of
+	 * the last tenant counted in the upper half, how many in the lower.
+	 * One CAS both counts an exit and marks it counted, so a leaver killed
+	 * between logging its exit and counting it, and whoever reaps it, count
+	 * it exactly once.  Never reset by a join. */
+	uint64_t leaves;
+	uint64_t crashes;
 	char name[LMN__NAME_SIZE];
 	char services[LMN__SERVICES][LMN__NAME_SIZE];
 	/* Conversations served now; opens pick the live server with the
