@@ -237,5 +237,8 @@ int main(int argc, char **argv)
 	printf("{\"bench\":\"crash_detect\",\"ratio_p50\":%.3f}\n",
 	       (double)pct(lmn, n, 50) / (double)pct(raw, n, 50));
 	report("route_next_gap", "liminal_route_next", gap, n);
+	free(raw);
+	free(lmn);
+	free(gap);
 	return 0;
 }
