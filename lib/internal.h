@@ -26,6 +26,8 @@ struct lmn_bus {
 	uint32_t self_gen;
 	int32_t pid;
 	uint32_t spin_ns;
+	uint32_t spin_misses; /* spins in a row that found nothing (atomic) */
+	uint32_t spin_skips;  /* waits that skipped their spin since (atomic) */
 	int can_spin;           /* more than one CPU to run on (atomic) */
 	pthread_mutex_t lock;   /* guards everything below */
 	struct lmn_conv *convs; /* open conversation handles, for leave */
@@ -39,7 +41,6 @@ struct lmn_bus {
 	struct lmn_msg *spare_msgs; /* released handles kept for reuse */
 	uint32_t n_spare;
 	uint32_t pend_head, pend_len;
-	uint32_t ready_cursor;
 	int32_t last_peer_cpu;
 	uint64_t served_total;
 	/* Exit watches: their own lock, since the watch thread holds it while
@@ -122,6 +123,9 @@ static inline uint64_t lmn__peer_key(const struct lmn_bus *bus, uint32_t idx, ui
  * came true. */
 int lmn__spin(uint32_t spin_ns, int (*cond)(void *), void *ctx);
 bool lmn__spin_pays(const struct lmn_bus *bus, int32_t peer_cpu);
+/* Spin if it can pay, and stop spinning while spins keep failing: nonzero
+ * when cond came true. */
+int lmn__spin_adaptive(struct lmn_bus *bus, int32_t peer_cpu, int (*cond)(void *), void *ctx);
 int lmn__current_cpu(void);
 
 /* wait_uring.c, wait_futex.c: the two backends. */

@@ -329,8 +329,7 @@ static ssize_t recv_impl(lmn_conv *conv, void *buf, size_t cap, int timeout_ms,
 			peer_cpu = ck_pr_load_32((uint32_t *)&lmn__part(&conv->bus->l, conv->bus->base,
 								       server)
 							  ->doorbell_cpu);
-			if (lmn__spin_pays(conv->bus, peer_cpu) &&
-			    lmn__spin(ck_pr_load_32(&conv->bus->spin_ns), data_or_end, &x))
+			if (lmn__spin_adaptive(conv->bus, peer_cpu, data_or_end, &x))
 				continue;
 		}
 		expect = lmn__word_arm(&c->inbox.data_word);

@@ -290,7 +290,7 @@ static int try_next(struct lmn_bus *bus, struct lmn_msg **ret)
 				return r;
 		}
 		if (!lmn__ready_take(lmn__ready(&bus->l, bus->base, bus->self_idx), &bus->l,
-				     &bus->ready_cursor, pend_push, bus))
+				     pend_push, bus))
 			return -EAGAIN;
 	}
 }
@@ -361,8 +361,7 @@ LMN_EXPORT int lmn_next(lmn_bus *bus, lmn_msg **ret, int timeout_ms)
 			return -ETIMEDOUT;
 		if (!spun) {
 			spun = true;
-			if (lmn__spin_pays(bus, bus->last_peer_cpu) &&
-			    lmn__spin(ck_pr_load_32(&bus->spin_ns), ready_now, &x))
+			if (lmn__spin_adaptive(bus, bus->last_peer_cpu, ready_now, &x))
 				continue;
 		}
 		expect = lmn__word_arm(&self->doorbell);

@@ -89,6 +89,39 @@ bool lmn__spin_pays(const struct lmn_bus *bus, int32_t peer_cpu)
 	return true;
 }
 
+/*
+ * A spin that keeps finding nothing is pure cost: an idle server polled with
+ * short timeouts, or a peer that answers slower than the spin lasts.  After
+ * MISSES_MAX such spins in a row, only one wait in PROBE_EVERY spins, to
+ * notice when spinning pays again; one spin that pays restores them all.
+ * The counters are a per-bus heuristic: threads racing on them only shift
+ * when spinning resumes.
+ */
+#define MISSES_MAX 8u
+#define PROBE_EVERY 16u
+
+int lmn__spin_adaptive(struct lmn_bus *bus, int32_t peer_cpu, int (*cond)(void *), void *ctx)
+{
+	uint32_t misses = ck_pr_load_32(&bus->spin_misses);
+	int hit;
+
+	if (!lmn__spin_pays(bus, peer_cpu))
+		return 0;
+	if (misses >= MISSES_MAX) {
+		uint32_t skips = ck_pr_load_32(&bus->spin_skips) + 1;
+
+		ck_pr_store_32(&bus->spin_skips, skips);
+		if (skips % PROBE_EVERY)
+			return 0;
+	}
+	hit = lmn__spin(ck_pr_load_32(&bus->spin_ns), cond, ctx);
+	if (hit)
+		ck_pr_store_32(&bus->spin_misses, 0);
+	else if (misses < MISSES_MAX)
+		ck_pr_store_32(&bus->spin_misses, misses + 1);
+	return hit;
+}
+
 int lmn__spin(uint32_t spin_ns, int (*cond)(void *), void *ctx)
 {
 	uint64_t end = lmn__now_ns() + spin_ns;

@@ -45,4 +45,4 @@ set xtics rotate by -30
 set key top left
 plot "$data" using 2:xtic(1) title "p50", "" using 3 title "p99", "" using 4 title "p99.9"
 GP
-echo "perf/plot.sh: wrote $outfile"
+echo "perf/plot.sh: wrote $outfile" >&2

@@ -49,13 +49,15 @@ int lmn__layout_compute(struct lmn__layout *l, uint32_t participants, uint32_t c
 					  LMN__CACHELINE);
 	l->ready_leaf_words = (conversations + 63) / 64;
 	l->ready_summary_words = (l->ready_leaf_words + 63) / 64;
+	l->ready_top_words = (l->ready_summary_words + 63) / 64;
 
 	off = align_up(sizeof(struct lmn__header), 4096);
 	l->off_participants = off;
 	off += (uint64_t)participants * sizeof(struct lmn__participant);
 	off = align_up(off, LMN__CACHELINE);
 	l->off_ready = off;
-	l->ready_stride = align_up(((uint64_t)l->ready_summary_words + l->ready_leaf_words) * 8,
+	l->ready_stride = align_up(((uint64_t)l->ready_top_words + l->ready_summary_words +
+				    l->ready_leaf_words) * 8,
 				   LMN__CACHELINE);
 	off += (uint64_t)participants * l->ready_stride;
 	off = align_up(off, 4096);

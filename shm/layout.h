@@ -15,7 +15,7 @@
 #include <ck_ring.h>
 
 #define LMN__MAGIC 0x6c696d696e616c31ull /* "liminal1" */
-#define LMN__LAYOUT_VERSION 3u
+#define LMN__LAYOUT_VERSION 4u
 #define LMN__CACHELINE 64u
 #define LMN__NAME_SIZE 64u
 #define LMN__SERVICES 8u
@@ -270,6 +270,7 @@ struct lmn__layout {
 	uint32_t cell_size;
 	uint32_t ready_leaf_words;
 	uint32_t ready_summary_words;
+	uint32_t ready_top_words;
 	uint64_t off_participants;
 	uint64_t off_ready;
 	uint64_t ready_stride;

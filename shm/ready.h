@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Each participant has a two-level bitmap of "this conversation may have
- * something for you": one leaf bit per conversation and one summary bit per
- * leaf word.  Any number of senders set bits with atomic OR; the one server
+ * Each participant has a three-level bitmap of "this conversation may have
+ * something for you": one leaf bit per conversation, one summary bit per
+ * leaf word, one top bit per summary word (a million conversations need
+ * four top words, so a server that looks for work reads a handful of words
+ * however many conversations are open).  Any number of senders set bits with atomic OR; the one server
  * that owns the bitmap takes them with atomic exchange.  There is no lock and
  * no list a dead process could leave half-linked: a sender killed between
  * its two ORs leaves a leaf bit that the next summary bit or scan finds.
@@ -25,10 +27,11 @@
  * skip an OR (and its cache-line transfer) when the bit is already set. */
 static inline void lmn__ready_mark(uint64_t *bits, const struct lmn__layout *l, uint32_t conv)
 {
-	uint64_t *summary = bits;
-	uint64_t *leaf = bits + l->ready_summary_words;
-	uint32_t w = conv / 64, s = w / 64;
-	uint64_t lb = 1ull << (conv % 64), sb = 1ull << (w % 64);
+	uint64_t *top = bits;
+	uint64_t *summary = bits + l->ready_top_words;
+	uint64_t *leaf = summary + l->ready_summary_words;
+	uint32_t w = conv / 64, s = w / 64, t = s / 64;
+	uint64_t lb = 1ull << (conv % 64), sb = 1ull << (w % 64), tb = 1ull << (s % 64);
 
 	/* A full fence: the caller's ring publication (a store) must be
 	 * visible before we load the leaf.  Otherwise we might see the bit
@@ -38,63 +41,77 @@ static inline void lmn__ready_mark(uint64_t *bits, const struct lmn__layout *l, 
 	ck_pr_fence_memory();
 	if (!(ck_pr_load_64(&leaf[w]) & lb))
 		ck_pr_or_64(&leaf[w], lb);
-	/* Orders the leaf mark before the summary load (the OR alone does
-	 * not on every architecture). */
+	/* Each mark before the load of the level above (the OR alone does
+	 * not order it on every architecture). */
 	ck_pr_fence_memory();
 	if (!(ck_pr_load_64(&summary[s]) & sb))
 		ck_pr_or_64(&summary[s], sb);
+	ck_pr_fence_memory();
+	if (!(ck_pr_load_64(&top[t]) & tb))
+		ck_pr_or_64(&top[t], tb);
 }
 
-/* The owner: is anything marked?  Used to re-check after arming a sleep. */
+/* The owner: is anything marked?  Used to re-check after arming a sleep,
+ * and in a spin: a few loads. */
 static inline int lmn__ready_any(const uint64_t *bits, const struct lmn__layout *l)
 {
-	for (uint32_t i = 0; i < l->ready_summary_words; i++)
+	for (uint32_t i = 0; i < l->ready_top_words; i++)
 		if (ck_pr_load_64(&bits[i]))
 			return 1;
 	return 0;
 }
 
-/* The owner: take marked conversations, calling emit(ctx, conv) for each,
- * starting at summary word *cursor so that no range starves.  Indices are
+/* The owner: take marked conversations, calling emit(ctx, conv) for each.
+ * Every marked one is emitted in one take, so none starves.  Indices are
  * bounds-checked: bits past the table are dropped. */
 static inline uint32_t lmn__ready_take(uint64_t *bits, const struct lmn__layout *l,
-				       uint32_t *cursor, void (*emit)(void *, uint32_t), void *ctx)
+				       void (*emit)(void *, uint32_t), void *ctx)
 {
-	uint64_t *summary = bits;
-	uint64_t *leaf = bits + l->ready_summary_words;
-	uint32_t n = 0, start = *cursor % l->ready_summary_words;
+	uint64_t *top = bits;
+	uint64_t *summary = bits + l->ready_top_words;
+	uint64_t *leaf = summary + l->ready_summary_words;
+	uint32_t n = 0;
 
-	for (uint32_t k = 0; k < l->ready_summary_words; k++) {
-		uint32_t s = (start + k) % l->ready_summary_words;
-		uint64_t sw = ck_pr_load_64(&summary[s]);
+	for (uint32_t t = 0; t < l->ready_top_words; t++) {
+		uint64_t tw = ck_pr_load_64(&top[t]);
 
-		if (!sw)
+		if (!tw)
 			continue;
-		sw = ck_pr_fas_64(&summary[s], 0);
-		/* Orders the summary clear before the leaf takes below. */
+		tw = ck_pr_fas_64(&top[t], 0);
+		/* Orders the top clear before the summary takes below. */
 		ck_pr_fence_atomic();
-		while (sw) {
-			uint32_t w = s * 64 + (uint32_t)__builtin_ctzll(sw);
-			uint64_t lw;
+		while (tw) {
+			uint32_t s = t * 64 + (uint32_t)__builtin_ctzll(tw);
+			uint64_t sw;
 
-			sw &= sw - 1;
-			if (w >= l->ready_leaf_words)
+			tw &= tw - 1;
+			if (s >= l->ready_summary_words)
 				continue;
-			lw = ck_pr_fas_64(&leaf[w], 0);
-			/* Orders the take before the loads of the rings it
-			 * points the caller to. */
-			ck_pr_fence_atomic_load();
-			while (lw) {
-				uint32_t conv = w * 64 + (uint32_t)__builtin_ctzll(lw);
+			sw = ck_pr_fas_64(&summary[s], 0);
+			/* Orders the summary clear before the leaf takes. */
+			ck_pr_fence_atomic();
+			while (sw) {
+				uint32_t w = s * 64 + (uint32_t)__builtin_ctzll(sw);
+				uint64_t lw;
 
-				lw &= lw - 1;
-				if (conv < l->conversations) {
-					emit(ctx, conv);
-					n++;
+				sw &= sw - 1;
+				if (w >= l->ready_leaf_words)
+					continue;
+				lw = ck_pr_fas_64(&leaf[w], 0);
+				/* Orders the take before the loads of the rings
+				 * it points the caller to. */
+				ck_pr_fence_atomic_load();
+				while (lw) {
+					uint32_t conv = w * 64 + (uint32_t)__builtin_ctzll(lw);
+
+					lw &= lw - 1;
+					if (conv < l->conversations) {
+						emit(ctx, conv);
+						n++;
+					}
 				}
 			}
 		}
-		*cursor = s + 1;
 	}
 	return n;
 }
