@@ -57,7 +57,12 @@ uint64_t lmn__deadline(int timeout_ms, uint64_t conv_deadline_ns)
 int lmn__wait(uint32_t *word, uint32_t expected, uint64_t deadline_ns, int peer_fd,
 	      uint64_t peer_key)
 {
-	if (pick_backend() == BACKEND_URING) {
+	/* io_uring earns its place when there is a peer's pidfd to poll in
+	 * the same sleep.  A wait with none (a server's doorbell, a sender
+	 * waiting for room in a buffering conversation) sleeps in futex(2):
+	 * io_uring's asynchronous futex path costs about 4 us more per sleep on
+	 * this kind of machine (perf/README.md), for nothing in return. */
+	if (pick_backend() == BACKEND_URING && peer_fd >= 0) {
 		int r = lmn__uring_wait(word, expected, deadline_ns, peer_fd, peer_key);
 
 		if (r != -ENOSYS)
