@@ -117,6 +117,7 @@ LMN_EXPORT int lmn_send(lmn_conv *conv, const void *data, size_t len, unsigned i
 	struct lmn__conv *c = NULL;
 	unsigned dir;
 	uint32_t cell;
+	bool spun = false;
 	int r;
 
 	if (!conv || (!data && len) || (flags & ~LMN_SEND_NONBLOCK))
@@ -153,6 +154,20 @@ LMN_EXPORT int lmn_send(lmn_conv *conv, const void *data, size_t len, unsigned i
 		deadline = lmn__deadline(-1, conv->deadline_ns);
 		if (deadline && lmn__now_ns() >= deadline)
 			return -ETIMEDOUT;
+		/* A server that is running gives cells back within
+		 * microseconds: spin for one before sleeping, as a receive
+		 * does for its reply (a stream fills the ring all the time). */
+		if (!dir && !spun) {
+			uint32_t sg, s = current_server(bus, c, &sg);
+
+			spun = true;
+			if (s != UINT32_MAX &&
+			    lmn__spin_adaptive(bus,
+					       ck_pr_load_32((uint32_t *)&lmn__part(&bus->l, bus->base,
+										    s)->doorbell_cpu),
+					       room_or_end, &x))
+				continue;
+		}
 		expect = lmn__word_arm(&ch->free_word);
 		if (room_or_end(&x)) {
 			r = phase_error(ck_pr_load_32(&c->phase));
