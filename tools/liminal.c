@@ -18,7 +18,7 @@ static void usage(FILE *f)
 		   "              [--max-message BYTES] [--mode OCTAL]\n"
 		   "  rm NAME                            remove a bus\n"
 		   "\n"
-		   "See liminal(1) and liminal(7).\n");
+		   "See liminal(7).\n");
 }
 
 int main(int argc, char **argv)
