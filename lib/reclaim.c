@@ -109,7 +109,8 @@ static int reroute(const struct lmn__layout *l, void *base, struct lmn__conv *c,
 	 * could have missed us, so look, and move on again if so. */
 	ck_pr_fence_memory();
 	if (!lmn__part_live(l, base, ns, ngen))
-		lmn__server_departed(l, base, idx, gen, ns, ngen, LMN__HEALTH_CRASHED);
+		lmn__server_departed(l, base, idx, gen, ns, ngen,
+				     lmn__part_exit_health(l, base, ns, ngen));
 	else
 		lmn__conv_ring_server(l, base, c, idx);
 	/* Cells given back above may be what a blocked sender waits for. */
@@ -148,6 +149,9 @@ void lmn__server_departed(const struct lmn__layout *l, void *base, uint32_t idx,
 		if (reroute(l, base, c, idx, gen)) {
 			if (health == LMN__HEALTH_CRASHED)
 				crash_record(c, name, pid, LMN_CRASH_ROUTED, exit_ns);
+			/* Waiters look again: they must watch the new server's
+			 * pidfd now, not the old one's. */
+			lmn__conv_wake_all(c);
 			return;
 		}
 		c->fail_errno = EHOSTUNREACH;
@@ -207,7 +211,8 @@ void lmn__part_departed(const struct lmn__layout *l, void *base, uint32_t idx, u
 		uint32_t st = lmn__slot_state(w);
 
 		if (st == LMN__SLOT_CLAIMED && health == LMN__HEALTH_CRASHED &&
-		    lmn__slot_pid(w) == (pid & 0xffffff)) {
+		    lmn__slot_pid(w) == (pid & 0xffffff) &&
+		    !lmn__proc_alive(lmn__slot_pid(w), 0, 0, NULL)) {
 			/* It died opening this one. */
 			ck_pr_cas_64(&c->slot, w, lmn__slot_word(lmn__slot_gen(w), LMN__SLOT_FREE));
 			continue;

@@ -33,6 +33,8 @@ struct sentry {
 	int pidfd;
 	uint64_t id;
 	uint32_t users; /* waiters polling pidfd now: it must stay open */
+	int pending;    /* dead, but its reaper (another process) has not
+			 * finished: look again until the slot moves on */
 };
 
 static struct {
@@ -94,13 +96,18 @@ static void *sentinel_main(void *arg)
 	pthread_sigmask(SIG_BLOCK, &all, NULL);
 	for (;;) {
 		struct epoll_event ev[16];
-		int n = epoll_wait(S.epfd, ev, 16, -1);
+		int n, any_pending = 0;
 
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
+		pthread_mutex_lock(&S.lock);
+		for (size_t i = 0; i < S.n; i++)
+			any_pending |= S.v[i].pending;
+		pthread_mutex_unlock(&S.lock);
+		/* Sleep until a peer exits; while a death is claimed by a
+		 * reaper that has not finished, look again now and then: if
+		 * that reaper died too, lmn__part_reap takes over. */
+		n = epoll_wait(S.epfd, ev, 16, any_pending ? 100 : -1);
+		if (n < 0 && errno != EINTR)
 			return NULL;
-		}
 		pthread_mutex_lock(&S.lock);
 		for (int k = 0; k < n; k++) {
 			for (size_t i = 0; i < S.n; i++) {
@@ -108,14 +115,25 @@ static void *sentinel_main(void *arg)
 
 				if (e->id != ev[k].data.u64)
 					continue;
-				/* The bus stays mapped: leaving takes this
-				 * lock to forget its entries first. */
-				(void)lmn__part_reap(&e->bus->l, e->bus->base, e->idx, e->gen);
-				/* Keep the fd open for waiters that may poll
-				 * it; stop listening. */
+				/* Stop listening (it stays readable); keep the
+				 * fd open for waiters that may poll it. */
 				epoll_ctl(S.epfd, EPOLL_CTL_DEL, e->pidfd, NULL);
+				e->pending = 1;
 				break;
 			}
+		}
+		for (size_t i = 0; i < S.n; i++) {
+			struct sentry *e = &S.v[i];
+			uint64_t w;
+
+			if (!e->pending)
+				continue;
+			/* The bus stays mapped: leaving takes this lock to
+			 * forget its entries first. */
+			(void)lmn__part_reap(&e->bus->l, e->bus->base, e->idx, e->gen);
+			w = ck_pr_load_64(&lmn__part(&e->bus->l, e->bus->base, e->idx)->slot);
+			if (lmn__slot_gen(w) != e->gen || lmn__slot_state(w) == LMN__SLOT_FREE)
+				e->pending = 0;
 		}
 		pthread_mutex_unlock(&S.lock);
 	}
@@ -171,8 +189,12 @@ static struct sentry *find_or_add(struct lmn_bus *bus, uint32_t idx, uint32_t ge
 			i++;
 	}
 	p = lmn__part(&bus->l, bus->base, idx);
-	if (!lmn__part_live(&bus->l, bus->base, idx, gen))
+	if (!lmn__part_live(&bus->l, bus->base, idx, gen)) {
+		/* Dying or leaving: make sure it gets reaped (this takes over
+		 * from a reaper that died half-way). */
+		(void)lmn__part_reap(&bus->l, bus->base, idx, gen);
 		return NULL;
+	}
 	ck_pr_fence_load();
 	if (!lmn__proc_alive(ck_pr_load_32((uint32_t *)&p->pid), ck_pr_load_64(&p->start_time),
 			     ck_pr_load_64(&p->pidfs_ino), &fd)) {
@@ -194,7 +216,7 @@ static struct sentry *find_or_add(struct lmn_bus *bus, uint32_t idx, uint32_t ge
 		S.v = v;
 		S.cap = cap;
 	}
-	S.v[S.n] = (struct sentry){bus, idx, gen, fd, S.next_id++, 0};
+	S.v[S.n] = (struct sentry){bus, idx, gen, fd, S.next_id++, 0, 0};
 	ev.events = EPOLLIN;
 	ev.data.u64 = S.v[S.n].id;
 	if (epoll_ctl(S.epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {

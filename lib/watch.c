@@ -144,6 +144,28 @@ void lmn__watches_stop(struct lmn_bus *bus)
 	bus->watch_thread_running = 0;
 }
 
+/* A participant by that name that is leaving (CLOSING) or being reaped
+ * (DEAD): its exit is not logged yet, but will be; watch it. */
+static int find_departing(struct lmn_bus *bus, const char *name, uint32_t *ret_idx,
+			  uint32_t *ret_gen)
+{
+	for (uint32_t i = 0; i < bus->l.participants; i++) {
+		struct lmn__participant *p = lmn__part(&bus->l, bus->base, i);
+		uint64_t w = ck_pr_load_64(&p->slot);
+		uint32_t st = lmn__slot_state(w);
+
+		if (st != LMN__SLOT_CLOSING && st != LMN__SLOT_DEAD)
+			continue;
+		ck_pr_fence_load();
+		if (!lmn__name_eq(p->name, name))
+			continue;
+		*ret_idx = i;
+		*ret_gen = lmn__slot_gen(w);
+		return 0;
+	}
+	return -ENOENT;
+}
+
 LMN_EXPORT int lmn_watch_open(lmn_bus *bus, const char *participant, lmn_watch **ret)
 {
 	struct lmn_watch *w;
@@ -155,7 +177,8 @@ LMN_EXPORT int lmn_watch_open(lmn_bus *bus, const char *participant, lmn_watch *
 	r = lmn__check_name(participant);
 	if (r < 0)
 		return r;
-	if (lmn__part_find(&bus->l, bus->base, participant, &idx, &gen) < 0) {
+	if (lmn__part_find(&bus->l, bus->base, participant, &idx, &gen) < 0 &&
+	    find_departing(bus, participant, &idx, &gen) < 0) {
 		/* Nobody by that name now: replay its last exit, if any. */
 		replay = exit_lookup(bus, 0, 0, participant);
 		if (!replay)

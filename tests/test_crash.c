@@ -61,7 +61,8 @@ static int srv_main(void *p)
 			lmn_msg_release(m);
 			_exit(0);
 		}
-		if (lmn_msg_size(m) == strlen(hold) && !memcmp(lmn_msg_data(m), hold, strlen(hold))) {
+		if ((lmn_msg_size(m) == strlen(hold) && !memcmp(lmn_msg_data(m), hold, strlen(hold))) ||
+		    (lmn_msg_size(m) == 6 && !memcmp(lmn_msg_data(m), "hold:*", 6))) {
 			th_event_fire(&s->holding);
 			pause();
 		}
@@ -251,6 +252,39 @@ START_TEST(route_next_redelivers)
 	ck_assert_int_eq(info.phase, LMN_PHASE_FAILED);
 	ck_assert_uint_eq(info.n_crashes, 2);
 	ck_assert_int_eq(info.crashes[1].action, LMN_CRASH_NO_SERVER);
+	lmn_conv_free(r.conv);
+	lmn_bus_leave(bus);
+	assert_bus_empty(name);
+}
+END_TEST
+
+/* ROUTE_NEXT, twice: the server the conversation moved to dies too, while
+ * the caller waits.  The caller must be watching the new server by then,
+ * in either backend, and learn at once that no server is left. */
+START_TEST(route_next_second_death)
+{
+	const char *name = th_bus(8, 4, 64);
+	struct lmn_conv_config cfg = th_cfg(LMN_POLICY_ROUTE_NEXT);
+	struct receiver r = {0};
+	struct srv s1, s2;
+	lmn_bus *bus;
+	pthread_t t;
+	pid_t p1 = start_srv(&s1, name, "s1", "svc"), p2;
+
+	ck_assert_int_eq(lmn_bus_join(name, "cli", &bus), 0);
+	ck_assert_int_eq(lmn_bus_set_spin(bus, 0), 0);
+	ck_assert_int_eq(lmn_conv_open(bus, "svc", &cfg, &r.conv), 0);
+	p2 = start_srv(&s2, name, "s2", "svc");
+	ck_assert_int_eq(lmn_send(r.conv, "hold:*", 6, 0), 0);
+	ck_assert_int_eq(th_event_await(&s1.holding, TH_TIMEOUT_MS), 0);
+	ck_assert_int_eq(pthread_create(&t, NULL, recv_main, &r), 0);
+	await_sleeper(bus, r.conv);
+	kill_and_reap(p1);
+	/* s2 holds the redelivered request in its turn. */
+	ck_assert_int_eq(th_event_await(&s2.holding, TH_TIMEOUT_MS), 0);
+	kill_and_reap(p2);
+	ck_assert_int_eq(pthread_join(t, NULL), 0);
+	ck_assert_int_eq(r.result, -EHOSTUNREACH);
 	lmn_conv_free(r.conv);
 	lmn_bus_leave(bus);
 	assert_bus_empty(name);
@@ -599,6 +633,7 @@ int main(void)
 	tcase_add_test(tc, fail_wakes_blocked_receiver);
 	tcase_add_test(tc, fail_delivers_inbox_first);
 	tcase_add_test(tc, route_next_redelivers);
+	tcase_add_test(tc, route_next_second_death);
 	tcase_add_test(tc, route_next_on_leave);
 	tcase_add_test(tc, compensate_records);
 	tcase_add_test(tc, initiator_death_tells_server);
