@@ -198,7 +198,9 @@ static bool more_than_one_cpu(void)
 	return sysconf(_SC_NPROCESSORS_ONLN) >= 2;
 }
 
-static int map_bus(const char *name, void **ret_base, struct lmn__layout *ret_l)
+/* Map the bus file called name, for reading and writing or read-only, and
+ * validate its header into *ret_l.  The one way into a segment. */
+int lmn__bus_map(const char *name, bool writable, void **ret_base, struct lmn__layout *ret_l)
 {
 	char path[PATH_MAX];
 	struct stat st;
@@ -208,7 +210,7 @@ static int map_bus(const char *name, void **ret_base, struct lmn__layout *ret_l)
 	r = lmn__bus_path(path, sizeof(path), name, "");
 	if (r < 0)
 		return r;
-	fd = open(path, O_RDWR | O_CLOEXEC);
+	fd = open(path, (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
 	if (fstat(fd, &st) < 0) {
@@ -220,7 +222,8 @@ static int map_bus(const char *name, void **ret_base, struct lmn__layout *ret_l)
 		close(fd);
 		return -EBADMSG;
 	}
-	base = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	base = mmap(NULL, (size_t)st.st_size, PROT_READ | (writable ? PROT_WRITE : 0), MAP_SHARED,
+		    fd, 0);
 	close(fd);
 	if (base == MAP_FAILED)
 		return -errno;
@@ -271,7 +274,7 @@ LMN_EXPORT int lmn_bus_join(const char *name, const char *self, lmn_bus **ret)
 	bus = calloc(1, sizeof(*bus));
 	if (!bus)
 		return -ENOMEM;
-	r = map_bus(name, &bus->base, &bus->l);
+	r = lmn__bus_map(name, true, &bus->base, &bus->l);
 	if (r < 0)
 		goto fail;
 	bus->pid = (int32_t)getpid();
@@ -344,7 +347,7 @@ LMN_EXPORT int lmn_bus_gc(const char *name)
 
 	if (r < 0)
 		return r;
-	r = map_bus(name, &base, &l);
+	r = lmn__bus_map(name, true, &base, &l);
 	if (r < 0)
 		return r;
 	/* Every participant whose process is gone is reaped as if a peer had

@@ -84,6 +84,8 @@ struct lmn_msg {
 /* names.c */
 int lmn__check_name(const char *name);
 int lmn__bus_path(char *buf, size_t cap, const char *name, const char *prefix);
+/* bus.c */
+int lmn__bus_map(const char *name, bool writable, void **ret_base, struct lmn__layout *ret_l);
 uint64_t lmn__proc_start_time(pid_t pid);
 
 /* time */
@@ -156,6 +158,9 @@ int lmn__part_reap(const struct lmn__layout *l, void *base, uint32_t idx, uint32
  * LMN__HEALTH_LEFT. */
 uint32_t lmn__part_exit_health(const struct lmn__layout *l, void *base, uint32_t idx,
 			       uint32_t gen);
+/* The latest logged exit of (idx, gen), or under name when name is not
+ * NULL: 1 left, 2 crashed, 0 none. */
+int lmn__exit_find(void *base, uint32_t idx, uint32_t gen, const char *name);
 /* The logged exit of (idx, gen): 1 left, 2 crashed, 0 not logged. */
 int lmn__exit_logged(const struct lmn__layout *l, void *base, uint32_t idx, uint32_t gen);
 int lmn__bus_reap(const struct lmn__layout *l, void *base);

@@ -276,29 +276,45 @@ void lmn__exit_record(const struct lmn__layout *l, void *base, uint32_t idx, uin
 		lmn__wake(&h->exits_word);
 }
 
-int lmn__exit_logged(const struct lmn__layout *l, void *base, uint32_t idx, uint32_t gen)
+int lmn__exit_find(void *base, uint32_t idx, uint32_t gen, const char *name)
 {
 	struct lmn__header *h = lmn__hdr(base);
+	uint64_t best_seq = 0;
 	int result = 0;
 
-	(void)l;
 	for (uint32_t i = 0; i < LMN__EXIT_LOG; i++) {
 		struct lmn__exit_rec *r = &h->exits[i];
 		uint64_t s1 = ck_pr_load_64(&r->seq);
 		uint32_t ridx, rgen, crashed;
+		char rname[LMN__NAME_SIZE];
+		int named;
 
 		if (!s1)
 			continue;
+		/* seq before and after the fields: a record rewritten while
+		 * we read it is skipped. */
 		ck_pr_fence_load();
 		ridx = r->idx;
 		rgen = r->gen;
 		crashed = r->crashed;
+		named = lmn__name_copy(rname, r->name) == 0;
 		ck_pr_fence_load();
-		if (ck_pr_load_64(&r->seq) != s1 || ridx != idx || rgen != gen)
+		if (ck_pr_load_64(&r->seq) != s1)
 			continue;
-		result = crashed ? 2 : 1;
+		if (name ? !named || strcmp(rname, name) != 0 : ridx != idx || rgen != gen)
+			continue;
+		if (s1 > best_seq) {
+			best_seq = s1;
+			result = crashed ? 2 : 1;
+		}
 	}
 	return result;
+}
+
+int lmn__exit_logged(const struct lmn__layout *l, void *base, uint32_t idx, uint32_t gen)
+{
+	(void)l;
+	return lmn__exit_find(base, idx, gen, NULL);
 }
 
 uint32_t lmn__part_exit_health(const struct lmn__layout *l, void *base, uint32_t idx,

@@ -25,41 +25,20 @@ static uint32_t cells_in_use(const struct lmn__channel *ch, uint32_t depth)
 
 LMN_EXPORT int lmn_bus_stat(const char *name, struct lmn_bus_stat *ret)
 {
-	char path[PATH_MAX];
 	struct lmn_bus_stat s;
 	struct lmn__layout l;
 	struct lmn__header *h;
-	struct stat st;
 	void *base;
-	int fd, r;
+	int r;
 
 	r = lmn__check_name(name);
 	if (r < 0)
 		return r;
 	if (!ret)
 		return -EINVAL;
-	r = lmn__bus_path(path, sizeof(path), name, "");
+	r = lmn__bus_map(name, false, &base, &l);
 	if (r < 0)
 		return r;
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	if (fstat(fd, &st) < 0) {
-		r = -errno;
-		close(fd);
-		return r;
-	}
-	if (st.st_size < (off_t)sizeof(struct lmn__header)) {
-		close(fd);
-		return -EBADMSG;
-	}
-	base = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
-	close(fd);
-	if (base == MAP_FAILED)
-		return -errno;
-	r = lmn__layout_validate(&l, base, (uint64_t)st.st_size);
-	if (r < 0)
-		goto out;
 	h = base;
 	memset(&s, 0, sizeof(s));
 	s.size = l.total_size;
@@ -98,8 +77,6 @@ LMN_EXPORT int lmn_bus_stat(const char *name, struct lmn_bus_stat *ret)
 		s.cells_used += cells_in_use(&c->inbox, l.ring_depth);
 	}
 	*ret = s;
-	r = 0;
-out:
-	munmap(base, (size_t)st.st_size);
-	return r;
+	munmap(base, l.total_size);
+	return 0;
 }

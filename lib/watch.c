@@ -39,36 +39,9 @@ struct lmn_watch {
  * name is not NULL: LMN_EXIT_* or 0 when the log has none. */
 static int exit_lookup(struct lmn_bus *bus, uint32_t idx, uint32_t gen, const char *name)
 {
-	struct lmn__header *h = lmn__hdr(bus->base);
-	uint64_t best_seq = 0;
-	int result = 0;
+	int r = lmn__exit_find(bus->base, idx, gen, name);
 
-	for (uint32_t i = 0; i < LMN__EXIT_LOG; i++) {
-		struct lmn__exit_rec *r = &h->exits[i];
-		uint64_t s1 = ck_pr_load_64(&r->seq), s2;
-		uint32_t ridx, rgen, crashed;
-		char rname[LMN__NAME_SIZE];
-		int match;
-
-		if (!s1)
-			continue;
-		ck_pr_fence_load();
-		ridx = r->idx;
-		rgen = r->gen;
-		crashed = r->crashed;
-		match = lmn__name_copy(rname, r->name) == 0;
-		ck_pr_fence_load();
-		s2 = ck_pr_load_64(&r->seq);
-		if (s1 != s2 || !match)
-			continue; /* torn or rewritten while we read */
-		if (name ? strcmp(rname, name) != 0 : (ridx != idx || rgen != gen))
-			continue;
-		if (s1 > best_seq) {
-			best_seq = s1;
-			result = crashed ? LMN_EXIT_CRASHED : LMN_EXIT_LEFT;
-		}
-	}
-	return result;
+	return r == 2 ? LMN_EXIT_CRASHED : r == 1 ? LMN_EXIT_LEFT : 0;
 }
 
 /* Has the watched participant exited?  Bus watch lock held.  Makes the
