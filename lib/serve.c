@@ -262,8 +262,7 @@ out:
 	m->bus = bus;
 	m->conv = idx;
 	m->conv_gen = gen;
-	if (lmn__name_copy(m->sender_name, c->initiator_name) < 0)
-		m->sender_name[0] = '\0';
+	m->sender_known = 0; /* copied from the segment when asked for */
 	msgs_add(bus, m);
 	*ret = m;
 	return 0;
@@ -492,6 +491,8 @@ void lmn__serve_leave(struct lmn_bus *bus)
 		struct lmn_msg *m = bus->msgs;
 
 		msgs_del(bus, m);
+		/* The sender's name stays readable after the detach. */
+		(void)lmn_msg_sender(m);
 		m->bus = NULL;
 		m->data = NULL;
 		m->len = 0;
@@ -528,5 +529,22 @@ LMN_EXPORT uint64_t lmn_msg_conv_id(const lmn_msg *msg)
 
 LMN_EXPORT const char *lmn_msg_sender(const lmn_msg *msg)
 {
-	return msg ? msg->sender_name : NULL;
+	struct lmn_msg *m = (struct lmn_msg *)msg;
+	struct lmn__conv *c;
+
+	if (!m)
+		return NULL;
+	/* Copied on first use, not for every request: most servers never
+	 * ask.  The server's reference pins the conversation while the
+	 * message is held, so the name read here is the sender's. */
+	if (!m->sender_known) {
+		m->sender_name[0] = '\0';
+		if (m->bus) {
+			c = lmn__conv_at(&m->bus->l, m->bus->base, m->conv);
+			if (lmn__name_copy(m->sender_name, c->initiator_name) < 0)
+				m->sender_name[0] = '\0';
+		}
+		m->sender_known = 1;
+	}
+	return m->sender_name;
 }

@@ -25,6 +25,20 @@
 
 /* Any sender: mark conversation conv ready in the bitmap at bits.  The loads
  * skip an OR (and its cache-line transfer) when the bit is already set. */
+/* Set bit in *word unless it is set already, then order that before the
+ * caller's next load: after an OR, a fence for atomics then loads (free on
+ * x86, where the locked OR is already a full barrier); after a load that
+ * found the bit set, loads in order (we stored nothing to order). */
+static inline void mark_one(uint64_t *word, uint64_t bit)
+{
+	if (!(ck_pr_load_64(word) & bit)) {
+		ck_pr_or_64(word, bit);
+		ck_pr_fence_atomic_load();
+	} else {
+		ck_pr_fence_load();
+	}
+}
+
 static inline void lmn__ready_mark(uint64_t *bits, const struct lmn__layout *l, uint32_t conv)
 {
 	uint64_t *top = bits;
@@ -39,16 +53,9 @@ static inline void lmn__ready_mark(uint64_t *bits, const struct lmn__layout *l, 
 	 * takes that bit an instant later, still finds the ring empty: a lost
 	 * wake-up, seen in tests before this fence was here. */
 	ck_pr_fence_memory();
-	if (!(ck_pr_load_64(&leaf[w]) & lb))
-		ck_pr_or_64(&leaf[w], lb);
-	/* Each mark before the load of the level above (the OR alone does
-	 * not order it on every architecture). */
-	ck_pr_fence_memory();
-	if (!(ck_pr_load_64(&summary[s]) & sb))
-		ck_pr_or_64(&summary[s], sb);
-	ck_pr_fence_memory();
-	if (!(ck_pr_load_64(&top[t]) & tb))
-		ck_pr_or_64(&top[t], tb);
+	mark_one(&leaf[w], lb);
+	mark_one(&summary[s], sb);
+	mark_one(&top[t], tb);
 }
 
 /* The owner: is anything marked?  Used to re-check after arming a sleep,
