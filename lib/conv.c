@@ -175,6 +175,7 @@ LMN_EXPORT int lmn_conv_open(lmn_bus *bus, const char *target,
 	c->initiator_exit_ns = 0;
 	c->fail_errno = 0;
 	c->ncrashes = 0;
+	c->server_polling = 0;
 	c->redeliver = 0;
 	memset(lmn__cell_states(&bus->l, bus->base, idx), 0, bus->l.ring_depth);
 	memset(c->service, 0, sizeof(c->service));

@@ -42,6 +42,10 @@ struct lmn_bus {
 	uint32_t n_spare;
 	uint32_t pend_head, pend_len;
 	int32_t last_peer_cpu;
+	/* The conversation this server polls (see server_polling). */
+	int hot;
+	uint32_t hot_idx;
+	uint32_t hot_gen;
 	uint64_t served_total;
 	/* Exit watches: their own lock, since the watch thread holds it while
 	 * it looks at the segment. */

@@ -221,7 +221,11 @@ LMN_EXPORT int lmn_send(lmn_conv *conv, const void *data, size_t len, unsigned i
 		 * server, and a store on every send would bounce it. */
 		if (ck_pr_load_int(&ch->producer_cpu) != cpu)
 			ck_pr_store_int(&ch->producer_cpu, cpu);
-		lmn__conv_ring_server(&bus->l, bus->base, c, conv->idx);
+		/* The publication above before the load of the flag; the
+		 * server clears the flag before its last look at the ring. */
+		ck_pr_fence_memory();
+		if (!ck_pr_load_32(&c->server_polling))
+			lmn__conv_ring_server(&bus->l, bus->base, c, conv->idx);
 	}
 	return 0;
 }

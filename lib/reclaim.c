@@ -90,6 +90,9 @@ static int reroute(const struct lmn__layout *l, void *base, struct lmn__conv *c,
 	}
 	np = lmn__part(l, base, ns);
 	ck_pr_store_32(&c->redeliver, redeliver);
+	/* The old server's polling flag would make senders skip the marks
+	 * the new one needs. */
+	ck_pr_store_32(&c->server_polling, 0);
 	c->server_held = 0;
 	c->close_delivered = 0;
 	c->close_released = 0;

@@ -268,11 +268,57 @@ out:
 	return 0;
 }
 
+/* Bus lock held.  Stop polling the hot conversation: clear its flag, then
+ * look at its ring once more (a sender publishes, then loads the flag), and
+ * queue it if a request came in between.  Returns 1 if it did. */
+static int unhot(struct lmn_bus *bus)
+{
+	struct lmn__conv *c;
+
+	if (!bus->hot)
+		return 0;
+	ck_pr_store_int(&bus->hot, 0);
+	c = lmn__conv_at(&bus->l, bus->base, bus->hot_idx);
+	if (ck_pr_load_64(&c->slot) != lmn__slot_word(bus->hot_gen, LMN__SLOT_LIVE))
+		return 0;
+	ck_pr_store_32(&c->server_polling, 0);
+	ck_pr_fence_memory();
+	if (!lmn__chan_has_data(&c->cmd))
+		return 0;
+	pend_push(bus, bus->hot_idx);
+	return 1;
+}
+
+/* Bus lock held.  Poll conversation idx from now on (it just gave us a
+ * request): its sender may skip the ready marks. */
+static void make_hot(struct lmn_bus *bus, struct lmn__conv *c, uint32_t idx, uint32_t gen)
+{
+	if (bus->hot && bus->hot_idx == idx && bus->hot_gen == gen)
+		return;
+	(void)unhot(bus);
+	bus->hot_idx = idx;
+	bus->hot_gen = gen;
+	ck_pr_store_int(&bus->hot, 1);
+	ck_pr_store_32(&c->server_polling, 1);
+}
+
+/* Has the hot conversation a request waiting?  Any thread, lock or not. */
+static int hot_has_data(struct lmn_bus *bus)
+{
+	if (!ck_pr_load_int(&bus->hot))
+		return 0;
+	return lmn__chan_has_data(&lmn__conv_at(&bus->l, bus->base,
+						ck_pr_load_32(&bus->hot_idx))->cmd);
+}
+
 /* Look at every conversation taken from the ready bitmap until one yields
  * a message or the bitmap is empty.  Returning with indices still pending
  * would be a lost wake-up: the caller then sleeps until a new mark. */
 static int try_next(struct lmn_bus *bus, struct lmn_msg **ret)
 {
+	/* The hot conversation's sender may not have marked it. */
+	if (hot_has_data(bus))
+		pend_push(bus, bus->hot_idx);
 	for (;;) {
 		while (bus->pend_len) {
 			uint32_t idx = pend_pop(bus);
@@ -281,8 +327,13 @@ static int try_next(struct lmn_bus *bus, struct lmn_msg **ret)
 			if (r == 0) {
 				/* Back to the tail: it may hold more, and the
 				 * others get their turn first. */
-				if ((*ret)->kind == LMN_MSG_REQUEST)
+				if ((*ret)->kind == LMN_MSG_REQUEST) {
 					pend_push(bus, idx);
+					make_hot(bus, lmn__conv_at(&bus->l, bus->base, idx), idx,
+						 (*ret)->conv_gen);
+				} else if (bus->hot && bus->hot_idx == idx) {
+					(void)unhot(bus);
+				}
 				return 0;
 			}
 			if (r != -EAGAIN)
@@ -304,7 +355,7 @@ static int ready_now(void *p)
 
 	/* Work may also sit in this process's pending queue, put there by
 	 * another thread's lmn_next: then there is no mark left to see. */
-	return ck_pr_load_32(&bus->pend_len) ||
+	return ck_pr_load_32(&bus->pend_len) || hot_has_data(bus) ||
 	       lmn__ready_any(lmn__ready(&bus->l, bus->base, bus->self_idx), &bus->l);
 }
 
@@ -363,6 +414,12 @@ LMN_EXPORT int lmn_next(lmn_bus *bus, lmn_msg **ret, int timeout_ms)
 			if (lmn__spin_adaptive(bus, bus->last_peer_cpu, ready_now, &x))
 				continue;
 		}
+		/* Before sleeping, stop polling: from now on senders mark. */
+		pthread_mutex_lock(&bus->lock);
+		r = unhot(bus);
+		pthread_mutex_unlock(&bus->lock);
+		if (r)
+			continue;
 		expect = lmn__word_arm(&self->doorbell);
 		if (ready_now(&x))
 			continue;

@@ -15,7 +15,7 @@
 #include <ck_ring.h>
 
 #define LMN__MAGIC 0x6c696d696e616c31ull /* "liminal1" */
-#define LMN__LAYOUT_VERSION 4u
+#define LMN__LAYOUT_VERSION 5u
 #define LMN__CACHELINE 64u
 #define LMN__NAME_SIZE 64u
 #define LMN__SERVICES 8u
@@ -254,6 +254,11 @@ struct lmn__conv {
 	uint32_t server_held;     /* requests the server holds unreleased */
 	uint32_t close_delivered; /* the CLOSED notice was handed out */
 	uint32_t close_released;  /* and released */
+	/* Set by the server while it polls this conversation's ring (it just
+	 * took a request from it), cleared before it stops: a sender that
+	 * sees it set skips the ready marks and the doorbell.  Store, fence,
+	 * load on both sides, like the doorbell's sleeper bit. */
+	uint32_t server_polling __attribute__((aligned(LMN__CACHELINE)));
 	struct lmn__channel cmd;  /* initiator -> server */
 	struct lmn__channel inbox; /* server -> initiator */
 } __attribute__((aligned(LMN__CACHELINE)));
