@@ -44,13 +44,21 @@ void lmn__conv_wake_all(struct lmn__conv *c)
 			lmn__wake(words[i]);
 }
 
-/* Tell the conversation's current server that something changed on it. */
+/* Tell the conversation's current server that something changed on it.
+ * One full fence orders the caller's stores (a published request, a phase)
+ * before every load below.  A sender passes unless_polling: while the server
+ * polls this conversation (server_polling, cleared by the server before its
+ * last look at the ring) the marks and the doorbell are not needed. */
 void lmn__conv_ring_server(const struct lmn__layout *l, void *base, struct lmn__conv *c,
-			   uint32_t idx)
+			   uint32_t idx, bool unless_polling)
 {
-	uint32_t server = ck_pr_load_32(&c->server);
+	uint32_t server;
 	struct lmn__participant *p;
 
+	ck_pr_fence_memory();
+	if (unless_polling && ck_pr_load_32(&c->server_polling))
+		return;
+	server = ck_pr_load_32(&c->server);
 	if (server >= l->participants)
 		return;
 	p = lmn__part(l, base, server);
@@ -213,8 +221,7 @@ LMN_EXPORT int lmn_conv_open(lmn_bus *bus, const char *target,
 	conv->bus = bus;
 	conv->idx = idx;
 	conv->gen = gen;
-	conv->server = server;
-	conv->server_gen = server_gen;
+	conv->buffering = !sp;
 	conv->deadline_ns = c->deadline_ns;
 	pthread_mutex_lock(&bus->lock);
 	list_add(bus, conv);
@@ -240,7 +247,7 @@ void lmn__conv_fill_info(struct lmn_conv *conv, struct lmn__conv *c, struct lmn_
 	info.deadline_ns = conv->deadline_ns;
 	info.max_message = l->max_message;
 	info.ring_depth = l->ring_depth;
-	if (conv->server == LMN__BUFFERING)
+	if (conv->buffering)
 		return (void)(*ret = info);
 	info.n_participants = 2;
 	memcpy(info.participants[0].name, conv->bus->self, sizeof(conv->bus->self));
@@ -311,8 +318,8 @@ static int conv_close(struct lmn_conv *conv)
 		ck_pr_store_int(&conv->closed, 1);
 	}
 	lmn__conv_wake_all(c);
-	if (conv->server != LMN__BUFFERING)
-		lmn__conv_ring_server(&conv->bus->l, conv->bus->base, c, conv->idx);
+	if (!conv->buffering)
+		lmn__conv_ring_server(&conv->bus->l, conv->bus->base, c, conv->idx, false);
 	return 0;
 }
 

@@ -46,7 +46,6 @@ struct lmn_bus {
 	int hot;
 	uint32_t hot_idx;
 	uint32_t hot_gen;
-	uint64_t served_total;
 	/* Exit watches: their own lock, since the watch thread holds it while
 	 * it looks at the segment. */
 	pthread_mutex_t wlock;
@@ -60,8 +59,9 @@ struct lmn_conv {
 	struct lmn_bus *bus; /* NULL once the bus was left */
 	uint32_t idx;
 	uint32_t gen;
-	uint32_t server; /* participant index, or LMN__BUFFERING */
-	uint32_t server_gen;
+	bool buffering;  /* opened with no target: sends go to its own inbox
+			  * (the server, which ROUTE_NEXT may change, is read
+			  * from the segment) */
 	uint64_t deadline_ns;
 	uint64_t next_id;
 	int closed;  /* set once by lmn_conv_close, read by other threads (atomic) */
@@ -129,7 +129,6 @@ static inline uint64_t lmn__peer_key(const struct lmn_bus *bus, uint32_t idx, ui
 /* Spin while cond(ctx) is false, for at most spin_ns; nonzero when cond
  * came true. */
 int lmn__spin(uint32_t spin_ns, int (*cond)(void *), void *ctx);
-bool lmn__spin_pays(const struct lmn_bus *bus, int32_t peer_cpu);
 /* Spin if it can pay, and stop spinning while spins keep failing: nonzero
  * when cond came true. */
 int lmn__spin_adaptive(struct lmn_bus *bus, int32_t peer_cpu, int (*cond)(void *), void *ctx);
@@ -149,7 +148,7 @@ void lmn__conv_detach(struct lmn_conv *conv);
 int lmn__phase_step(uint32_t *phase, uint32_t to);
 void lmn__conv_wake_all(struct lmn__conv *c);
 void lmn__conv_ring_server(const struct lmn__layout *l, void *base, struct lmn__conv *c,
-			   uint32_t idx);
+			   uint32_t idx, bool unless_polling);
 
 /* reclaim.c: what happens when a participant departs, by leaving or dying. */
 void lmn__server_departed(const struct lmn__layout *l, void *base, uint32_t conv, uint32_t gen,
@@ -166,8 +165,6 @@ uint32_t lmn__part_exit_health(const struct lmn__layout *l, void *base, uint32_t
 /* The latest logged exit of (idx, gen), or under name when name is not
  * NULL: 1 left, 2 crashed, 0 none. */
 int lmn__exit_find(void *base, uint32_t idx, uint32_t gen, const char *name);
-/* The logged exit of (idx, gen): 1 left, 2 crashed, 0 not logged. */
-int lmn__exit_logged(const struct lmn__layout *l, void *base, uint32_t idx, uint32_t gen);
 int lmn__bus_reap(const struct lmn__layout *l, void *base);
 void lmn__exit_record(const struct lmn__layout *l, void *base, uint32_t idx, uint32_t gen,
 		      int crashed);

@@ -131,11 +131,11 @@ LMN_EXPORT int lmn_send(lmn_conv *conv, const void *data, size_t len, unsigned i
 	if (r < 0)
 		return r;
 	bus = conv->bus;
-	if (conv->server != LMN__BUFFERING && server_gone(c))
+	if (!conv->buffering && server_gone(c))
 		return gone_error(c);
 	if (conv->deadline_ns && lmn__now_ns() >= conv->deadline_ns)
 		return -ETIMEDOUT;
-	dir = conv->server == LMN__BUFFERING ? 1 : 0;
+	dir = conv->buffering ? 1 : 0;
 	ch = dir ? &c->inbox : &c->cmd;
 
 	for (;;) {
@@ -221,11 +221,7 @@ LMN_EXPORT int lmn_send(lmn_conv *conv, const void *data, size_t len, unsigned i
 		 * server, and a store on every send would bounce it. */
 		if (ck_pr_load_int(&ch->producer_cpu) != cpu)
 			ck_pr_store_int(&ch->producer_cpu, cpu);
-		/* The publication above before the load of the flag; the
-		 * server clears the flag before its last look at the ring. */
-		ck_pr_fence_memory();
-		if (!ck_pr_load_32(&c->server_polling))
-			lmn__conv_ring_server(&bus->l, bus->base, c, conv->idx);
+		lmn__conv_ring_server(&bus->l, bus->base, c, conv->idx, true);
 	}
 	return 0;
 }
@@ -331,7 +327,7 @@ static ssize_t recv_impl(lmn_conv *conv, void *buf, size_t cap, int timeout_ms,
 		if (ck_pr_load_int(&conv->closed) || phase == LMN__PHASE_COMPLETING || phase == LMN__PHASE_CLOSED)
 			return -EPIPE;
 		if (phase == LMN__PHASE_FAILED ||
-		    (conv->server != LMN__BUFFERING && server_gone(c))) {
+		    (!conv->buffering && server_gone(c))) {
 			/* A reply may have landed just before the failure. */
 			if (lmn__chan_has_data(&c->inbox))
 				continue;
@@ -341,7 +337,7 @@ static ssize_t recv_impl(lmn_conv *conv, void *buf, size_t cap, int timeout_ms,
 			return -EUCLEAN;
 		if (deadline && lmn__now_ns() >= deadline)
 			return -ETIMEDOUT;
-		server = conv->server == LMN__BUFFERING ? UINT32_MAX
+		server = conv->buffering ? UINT32_MAX
 							 : current_server(conv->bus, c, &server_gen);
 		if (!spun && server != UINT32_MAX) {
 			spun = true;
@@ -375,7 +371,7 @@ LMN_EXPORT ssize_t lmn_call(lmn_conv *conv, const void *req, size_t len, void *b
 
 	if (!conv || (!req && len) || (!buf && cap) || timeout_ms < -1)
 		return -EINVAL;
-	if (conv->server == LMN__BUFFERING && conv->bus && len > cap)
+	if (conv->buffering && conv->bus && len > cap)
 		return -EMSGSIZE;
 	r = lmn_send(conv, req, len, 0);
 	if (r < 0)
@@ -383,5 +379,5 @@ LMN_EXPORT ssize_t lmn_call(lmn_conv *conv, const void *req, size_t len, void *b
 	/* Our request has id next_id: a reply to anything older is the late
 	 * answer to a call that timed out, not ours. */
 	return recv_impl(conv, buf, cap, timeout_ms,
-			 conv->server == LMN__BUFFERING ? 0 : conv->next_id);
+			 conv->buffering ? 0 : conv->next_id);
 }

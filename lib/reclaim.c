@@ -115,7 +115,7 @@ static int reroute(const struct lmn__layout *l, void *base, struct lmn__conv *c,
 		lmn__server_departed(l, base, idx, gen, ns, ngen,
 				     lmn__part_exit_health(l, base, ns, ngen));
 	else
-		lmn__conv_ring_server(l, base, c, idx);
+		lmn__conv_ring_server(l, base, c, idx, false);
 	/* Cells given back above may be what a blocked sender waits for. */
 	if (lmn__word_signal(&c->cmd.free_word))
 		lmn__wake(&c->cmd.free_word);
@@ -199,7 +199,7 @@ void lmn__initiator_departed(const struct lmn__layout *l, void *base, uint32_t i
 	/* The server learns through its ready bitmap, and drops its own
 	 * reference when it releases the notice. */
 	if (ck_pr_load_32(&c->server) < l->participants)
-		lmn__conv_ring_server(l, base, c, idx);
+		lmn__conv_ring_server(l, base, c, idx, false);
 	lmn__conv_unref(l, base, idx, gen, LMN__REF_INITIATOR);
 }
 
@@ -314,12 +314,6 @@ int lmn__exit_find(void *base, uint32_t idx, uint32_t gen, const char *name)
 	return result;
 }
 
-int lmn__exit_logged(const struct lmn__layout *l, void *base, uint32_t idx, uint32_t gen)
-{
-	(void)l;
-	return lmn__exit_find(base, idx, gen, NULL);
-}
-
 uint32_t lmn__part_exit_health(const struct lmn__layout *l, void *base, uint32_t idx,
 			       uint32_t gen)
 {
@@ -334,7 +328,7 @@ uint32_t lmn__part_exit_health(const struct lmn__layout *l, void *base, uint32_t
 		return LMN__HEALTH_CRASHED;
 	if (lmn__slot_gen(w) == gen && lmn__slot_state(w) == LMN__SLOT_CLOSING)
 		return LMN__HEALTH_LEFT;
-	return lmn__exit_logged(l, base, idx, gen) == 2 ? LMN__HEALTH_CRASHED : LMN__HEALTH_LEFT;
+	return lmn__exit_find(base, idx, gen, NULL) == 2 ? LMN__HEALTH_CRASHED : LMN__HEALTH_LEFT;
 }
 
 int lmn__part_reap(const struct lmn__layout *l, void *base, uint32_t idx, uint32_t gen)
@@ -378,7 +372,7 @@ reclaim:
 	/* Killed while leaving, after it had logged its exit: it left, and
 	 * its exit is not logged twice; we only finish its leave, and count it
 	 * in case it was killed before it did (exit_count() counts it once). */
-	if (lmn__exit_logged(l, base, idx, gen) == 1) {
+	if (lmn__exit_find(base, idx, gen, NULL) == 1) {
 		p->health = LMN__HEALTH_LEFT;
 		exit_count(l, base, idx, gen, 0);
 		lmn__part_departed(l, base, idx, gen, LMN__HEALTH_LEFT);
@@ -387,7 +381,7 @@ reclaim:
 	p->health = LMN__HEALTH_CRASHED;
 	p->exit_ns = lmn__realtime_ns();
 	lmn__part_departed(l, base, idx, gen, LMN__HEALTH_CRASHED);
-	if (!lmn__exit_logged(l, base, idx, gen))
+	if (!lmn__exit_find(base, idx, gen, NULL))
 		lmn__exit_record(l, base, idx, gen, 1);
 	else /* logged by a reaper killed before it counted */
 		exit_count(l, base, idx, gen, 1);

@@ -85,7 +85,7 @@ int lmn__current_cpu(void)
 
 /* A spin can pay off only while the peer runs on another CPU: on one CPU
  * the spinner would burn the very time slice the peer needs. */
-bool lmn__spin_pays(const struct lmn_bus *bus, int32_t peer_cpu)
+static bool spin_pays(const struct lmn_bus *bus, int32_t peer_cpu)
 {
 	if (!ck_pr_load_32(&bus->spin_ns) || !ck_pr_load_int(&bus->can_spin))
 		return false;
@@ -110,7 +110,7 @@ int lmn__spin_adaptive(struct lmn_bus *bus, int32_t peer_cpu, int (*cond)(void *
 	uint32_t misses = ck_pr_load_32(&bus->spin_misses);
 	int hit;
 
-	if (!lmn__spin_pays(bus, peer_cpu))
+	if (!spin_pays(bus, peer_cpu))
 		return 0;
 	if (misses >= MISSES_MAX) {
 		uint32_t skips = ck_pr_load_32(&bus->spin_skips) + 1;

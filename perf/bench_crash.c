@@ -20,27 +20,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_util.h"
 #include "liminal.h"
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-static int cmp_u64(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-static uint64_t pct(uint64_t *v, int n, double p)
-{
-	return v[(int)(p / 100.0 * (n - 1) + 0.5)];
-}
 
 /* A server that holds a request "hold" (unless it is a redelivery): it
  * fires the pipe, then waits to be killed.  Anything else is echoed. */
@@ -125,7 +106,7 @@ static void *raw_thread(void *p)
 	b->tid = (pid_t)syscall(SYS_gettid);
 	__atomic_store_n(&b->started, 1, __ATOMIC_RELEASE);
 	poll(&pfd, 1, 10000);
-	b->done = now_ns();
+	b->done = bu_now_ns();
 	return NULL;
 }
 
@@ -137,17 +118,17 @@ static void *recv_thread(void *p)
 	b->tid = (pid_t)syscall(SYS_gettid);
 	__atomic_store_n(&b->started, 1, __ATOMIC_RELEASE);
 	b->result = lmn_recv(b->conv, buf, sizeof(buf), 10000);
-	b->done = now_ns();
+	b->done = bu_now_ns();
 	return NULL;
 }
 
 static void report(const char *bench, const char *impl, uint64_t *v, int n)
 {
-	qsort(v, (size_t)n, sizeof(*v), cmp_u64);
+	bu_sort_u64(v, (size_t)n);
 	printf("{\"bench\":\"%s\",\"impl\":\"%s\",\"backend\":\"%s\",\"reps\":%d,"
 	       "\"p50_ns\":%llu,\"p99_ns\":%llu,\"max_ns\":%llu}\n",
-	       bench, impl, lmn_wait_backend(), n, (unsigned long long)pct(v, n, 50),
-	       (unsigned long long)pct(v, n, 99), (unsigned long long)v[n - 1]);
+	       bench, impl, lmn_wait_backend(), n, (unsigned long long)bu_pct_sorted(v, (size_t)n, 50),
+	       (unsigned long long)bu_pct_sorted(v, (size_t)n, 99), (unsigned long long)v[n - 1]);
 }
 
 int main(int argc, char **argv)
@@ -184,7 +165,7 @@ int main(int argc, char **argv)
 			sched_yield();
 		await_sleeping(r.tid);
 		await_sleeping(l.tid);
-		t0 = now_ns();
+		t0 = bu_now_ns();
 		kill(pid, SIGKILL);
 		pthread_join(tr, NULL);
 		pthread_join(tl, NULL);
@@ -217,12 +198,12 @@ int main(int argc, char **argv)
 		p2 = start(name, "second", f2);
 		if (p2 < 0 || lmn_send(conv, "hold", 4, 0) < 0 || read(f1[0], &c, 1) != 1)
 			return 8;
-		t0 = now_ns();
+		t0 = bu_now_ns();
 		kill(p1, SIGKILL);
 		/* The second server answers the redelivered request. */
 		if (lmn_recv(conv, buf, sizeof(buf), 10000) != 4)
 			return 9;
-		gap[i] = now_ns() - t0;
+		gap[i] = bu_now_ns() - t0;
 		kill(p2, SIGKILL);
 		waitpid(p1, NULL, 0);
 		waitpid(p2, NULL, 0);
@@ -235,7 +216,7 @@ int main(int argc, char **argv)
 	report("crash_detect", "raw_pidfd_poll", raw, n);
 	report("crash_detect", "liminal_recv_fail", lmn, n);
 	printf("{\"bench\":\"crash_detect\",\"ratio_p50\":%.3f}\n",
-	       (double)pct(lmn, n, 50) / (double)pct(raw, n, 50));
+	       (double)bu_pct_sorted(lmn, (size_t)n, 50) / (double)bu_pct_sorted(raw, (size_t)n, 50));
 	report("route_next_gap", "liminal_route_next", gap, n);
 	free(raw);
 	free(lmn);

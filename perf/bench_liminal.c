@@ -25,6 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_util.h"
 #include "liminal.h"
 
 struct opts {
@@ -36,73 +37,16 @@ struct opts {
 
 static struct opts O = {"rtt", 64, 20000, 3, 2000, 1, 1, 1000, -1, -1, -1};
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-static uint64_t cpu_ns_self(void)
-{
-	struct rusage ru;
-
-	getrusage(RUSAGE_SELF, &ru);
-	return ((uint64_t)ru.ru_utime.tv_sec + (uint64_t)ru.ru_stime.tv_sec) * 1000000000ull +
-	       ((uint64_t)ru.ru_utime.tv_usec + (uint64_t)ru.ru_stime.tv_usec) * 1000ull;
-}
-
+/* Pinning, clocks and statistics come from bench_util, as for the
+ * baselines, so that both sides are measured the same way. */
 static void pin(int cpu)
 {
-	cpu_set_t set;
+	int r = bu_pin(cpu);
 
-	if (cpu < 0)
-		return;
-	CPU_ZERO(&set);
-	CPU_SET(cpu, &set);
-	if (sched_setaffinity(0, sizeof(set), &set) < 0) {
-		fprintf(stderr, "bench_liminal: cannot pin to cpu %d: %s\n", cpu, strerror(errno));
+	if (r < 0) {
+		fprintf(stderr, "bench_liminal: cannot pin to cpu %d: %s\n", cpu, strerror(-r));
 		exit(2);
 	}
-}
-
-static int cmp_u64(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-static uint64_t pctl(uint64_t *v, size_t n, double p)
-{
-	return v[(size_t)(p / 100.0 * (double)(n - 1) + 0.5)];
-}
-
-static double median3(double *v, uint32_t n)
-{
-	double t[64];
-
-	memcpy(t, v, n * sizeof(*v));
-	for (uint32_t i = 1; i < n; i++)
-		for (uint32_t j = i; j > 0 && t[j - 1] > t[j]; j--) {
-			double x = t[j];
-
-			t[j] = t[j - 1];
-			t[j - 1] = x;
-		}
-	return t[n / 2];
-}
-
-static double spread(double *v, uint32_t n)
-{
-	double lo = v[0], hi = v[0], m = median3(v, n);
-
-	for (uint32_t i = 1; i < n; i++) {
-		lo = v[i] < lo ? v[i] : lo;
-		hi = v[i] > hi ? v[i] : hi;
-	}
-	return m > 0 ? (hi - lo) / m : 0;
 }
 
 static void die(const char *what, int r)
@@ -147,7 +91,7 @@ static int server(const char *bus_name, int closes, int fd, int stream)
 		return 1;
 	if (write(fd, "r", 1) != 1)
 		return 1;
-	cpu0 = cpu_ns_self();
+	cpu0 = bu_cpu_ns();
 	while (seen < closes) {
 		lmn_msg *m;
 		int r = lmn_next(bus, &m, 60000);
@@ -157,7 +101,7 @@ static int server(const char *bus_name, int closes, int fd, int stream)
 		if (lmn_msg_kind(m) == LMN_MSG_CLOSED) {
 			seen++;
 		} else if (stream) {
-			uint64_t t = now_ns();
+			uint64_t t = bu_now_ns();
 
 			if (!S->stream_count++)
 				S->stream_first = t;
@@ -167,7 +111,7 @@ static int server(const char *bus_name, int closes, int fd, int stream)
 		}
 		lmn_msg_release(m);
 	}
-	S->server_cpu_ns = cpu_ns_self() - cpu0;
+	S->server_cpu_ns = bu_cpu_ns() - cpu0;
 	lmn_bus_leave(bus);
 	return 0;
 }
@@ -225,13 +169,13 @@ static void calls(lmn_conv *conv, uint32_t n, uint64_t *lat)
 
 	memset(req, 'q', O.size);
 	for (uint32_t i = 0; i < n; i++) {
-		uint64_t t0 = now_ns();
+		uint64_t t0 = bu_now_ns();
 		ssize_t r = lmn_call(conv, req, O.size, rep, sizeof(rep), 60000);
 
 		if (r != (ssize_t)O.size)
 			die("call", r < 0 ? (int)r : EIO);
 		if (lat)
-			lat[i] = now_ns() - t0;
+			lat[i] = bu_now_ns() - t0;
 	}
 }
 
@@ -251,16 +195,16 @@ static void bench_rtt(const char *bus_name)
 		die("open", r);
 	calls(conv, O.warmup, NULL);
 	for (uint32_t k = 0; k < O.reps; k++) {
-		uint64_t c0 = cpu_ns_self(), s0;
+		uint64_t c0 = bu_cpu_ns(), s0;
 
 		S->server_cpu_ns = 0;
 		s0 = 0;
 		calls(conv, O.iters, lat);
-		cpu[k] = (double)(cpu_ns_self() - c0 + s0) / O.iters;
-		qsort(lat, O.iters, sizeof(*lat), cmp_u64);
-		p50[k] = (double)pctl(lat, O.iters, 50);
-		p99[k] = (double)pctl(lat, O.iters, 99);
-		p999[k] = (double)pctl(lat, O.iters, 99.9);
+		cpu[k] = (double)(bu_cpu_ns() - c0 + s0) / O.iters;
+		bu_sort_u64(lat, O.iters);
+		p50[k] = (double)bu_pct_sorted(lat, O.iters, 50);
+		p99[k] = (double)bu_pct_sorted(lat, O.iters, 99);
+		p999[k] = (double)bu_pct_sorted(lat, O.iters, 99.9);
 	}
 	lmn_conv_free(conv);
 	lmn_bus_leave(bus);
@@ -274,8 +218,8 @@ static void bench_rtt(const char *bus_name)
 	}
 	printf("{\"bench\":\"rtt\",\"impl\":\"%s\",\"size\":%u,\"p50_ns\":%.0f,\"p99_ns\":%.0f,"
 	       "\"p999_ns\":%.0f,\"cpu_ns_per_op\":%.0f,\"reps\":%u,\"spread\":%.3f",
-	       impl_name(), O.size, median3(p50, O.reps), median3(p99, O.reps),
-	       median3(p999, O.reps), median3(cpu, O.reps), O.reps, spread(p50, O.reps));
+	       impl_name(), O.size, bu_median(p50, (int)O.reps), bu_median(p99, (int)O.reps),
+	       bu_median(p999, (int)O.reps), bu_median(cpu, (int)O.reps), O.reps, bu_spread(p50, (int)O.reps));
 	print_cpus();
 	printf("}\n");
 	free(lat);
@@ -312,7 +256,7 @@ static void bench_stream(const char *bus_name)
 	}
 	printf("{\"bench\":\"stream\",\"impl\":\"%s\",\"size\":%u,\"msgs_per_s\":%.0f,\"reps\":%u,"
 	       "\"spread\":%.3f",
-	       impl_name(), O.size, median3(rate, O.reps), O.reps, spread(rate, O.reps));
+	       impl_name(), O.size, bu_median(rate, (int)O.reps), O.reps, bu_spread(rate, (int)O.reps));
 	print_cpus();
 	printf("}\n");
 }
@@ -353,7 +297,7 @@ static void bench_fanin(const char *bus_name)
 			}
 		}
 		close(go[0]);
-		t0 = now_ns();
+		t0 = bu_now_ns();
 		close(go[1]);
 		for (uint32_t c = 0; c < O.clients; c++) {
 			int st;
@@ -361,16 +305,16 @@ static void bench_fanin(const char *bus_name)
 			if (waitpid(kids[c], &st, 0) != kids[c] || !WIFEXITED(st) || WEXITSTATUS(st))
 				die("client", EIO);
 		}
-		t1 = now_ns();
+		t1 = bu_now_ns();
 		finish(server);
 		tput[k] = (double)n * O.clients * 1e9 / (double)(t1 - t0);
-		qsort(S->lat, (size_t)n * O.clients, sizeof(uint64_t), cmp_u64);
-		p99[k] = (double)pctl(S->lat, (size_t)n * O.clients, 99);
+		bu_sort_u64(S->lat, (size_t)n * O.clients);
+		p99[k] = (double)bu_pct_sorted(S->lat, (size_t)n * O.clients, 99);
 	}
 	printf("{\"bench\":\"fanin\",\"impl\":\"%s\",\"clients\":%u,\"size\":%u,\"msgs_per_s\":%.0f,"
 	       "\"p99_ns\":%.0f,\"reps\":%u,\"spread\":%.3f}\n",
-	       impl_name(), O.clients, O.size, median3(tput, O.reps), median3(p99, O.reps), O.reps,
-	       spread(tput, O.reps));
+	       impl_name(), O.clients, O.size, bu_median(tput, (int)O.reps), bu_median(p99, (int)O.reps), O.reps,
+	       bu_spread(tput, (int)O.reps));
 }
 
 /* Many open conversations, one busy: the busy one's round trip must not
@@ -396,13 +340,13 @@ static void bench_scale(const char *bus_name)
 		uint32_t batch = O.convs < 1000 ? O.convs : 1000;
 
 		/* Open and close rate, on a batch of buffering conversations. */
-		t0 = now_ns();
+		t0 = bu_now_ns();
 		for (uint32_t i = 0; i < batch; i++)
 			if ((r = lmn_conv_open(bus, NULL, &cfg, &idle[i])) < 0)
 				die("open", r);
 		for (uint32_t i = 0; i < batch; i++)
 			lmn_conv_free(idle[i]);
-		oc[k] = (double)batch * 1e9 / (double)(now_ns() - t0);
+		oc[k] = (double)batch * 1e9 / (double)(bu_now_ns() - t0);
 	}
 	/* The idle ones: opened to the server, never used. */
 	for (uint32_t i = 0; i + 1 < O.convs; i++)
@@ -413,8 +357,8 @@ static void bench_scale(const char *bus_name)
 	calls(busy, O.warmup, NULL);
 	for (uint32_t k = 0; k < O.reps; k++) {
 		calls(busy, O.iters, lat);
-		qsort(lat, O.iters, sizeof(*lat), cmp_u64);
-		p50[k] = (double)pctl(lat, O.iters, 50);
+		bu_sort_u64(lat, O.iters);
+		p50[k] = (double)bu_pct_sorted(lat, O.iters, 50);
 	}
 	lmn_conv_free(busy);
 	for (uint32_t i = 0; i + 1 < O.convs; i++)
@@ -424,9 +368,9 @@ static void bench_scale(const char *bus_name)
 	finish(pid);
 	printf("{\"bench\":\"scale\",\"impl\":\"%s\",\"convs\":%u,\"size\":%u,\"p50_ns\":%.0f,"
 	       "\"bytes_per_conv\":%.0f,\"open_close_per_s\":%.0f,\"reps\":%u,\"spread\":%.3f}\n",
-	       impl_name(), O.convs, O.size, median3(p50, O.reps),
-	       (double)st.size / st.conversations_total, median3(oc, O.reps), O.reps,
-	       spread(p50, O.reps));
+	       impl_name(), O.convs, O.size, bu_median(p50, (int)O.reps),
+	       (double)st.size / st.conversations_total, bu_median(oc, (int)O.reps), O.reps,
+	       bu_spread(p50, (int)O.reps));
 	free(lat);
 	free(idle);
 }
@@ -448,15 +392,15 @@ static void bench_idle(const char *bus_name)
 
 		close(fds[0]);
 		lmn_bus_serve(bus, "bench");
-		c0 = cpu_ns_self();
-		t0 = now_ns();
+		c0 = bu_cpu_ns();
+		t0 = bu_now_ns();
 		/* Short timeouts in a loop, the worst case for a spin: each
 		 * call may spin before it sleeps. */
-		while (now_ns() - t0 < (uint64_t)O.ms * 1000000ull)
+		while (bu_now_ns() - t0 < (uint64_t)O.ms * 1000000ull)
 			if (lmn_next(bus, &m, 10) == 0)
 				lmn_msg_release(m);
-		S->server_cpu_ns = cpu_ns_self() - c0;
-		S->stream_last = now_ns() - t0;
+		S->server_cpu_ns = bu_cpu_ns() - c0;
+		S->stream_last = bu_now_ns() - t0;
 		if (write(fds[1], "d", 1) != 1)
 			_exit(1);
 		lmn_bus_leave(bus);

@@ -33,11 +33,6 @@
  * index outside the buffer.  Counters read from the segment are checked
  * against that size as well.
  */
-static inline int lmn__chan_has_data_(const struct lmn__channel *ch)
-{
-	return ck_pr_load_uint(&ch->data.c_head) != ck_pr_load_uint(&ch->data.p_tail);
-}
-
 static inline int lmn__ring_put(struct ck_ring *r, struct ck_ring_buffer *buf, uint32_t size,
 				uintptr_t v)
 {
@@ -90,7 +85,6 @@ static inline void lmn__chan_init(struct lmn__channel *ch, struct ck_ring_buffer
 	ck_ring_init(&ch->free, size);
 	for (uint32_t i = 0; i < depth; i++)
 		(void)lmn__ring_put(&ch->free, freebuf, size, i);
-	ch->consumer_cpu = -1;
 	ch->producer_cpu = -1;
 	/* The words keep their old sequence: a sleeper from a previous tenant
 	 * of this slot must never see its expected value come back. */

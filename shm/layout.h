@@ -163,7 +163,6 @@ struct lmn__channel {
 	struct ck_ring free;    /* consumer -> producer: cells to reuse */
 	/* The consumer sleeps on data_word when data is empty. */
 	uint32_t data_word __attribute__((aligned(LMN__CACHELINE)));
-	int32_t consumer_cpu;
 	/* The producer sleeps on free_word when every cell is in use. */
 	uint32_t free_word __attribute__((aligned(LMN__CACHELINE)));
 	int32_t producer_cpu;

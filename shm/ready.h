@@ -24,7 +24,12 @@
 #include "layout.h"
 
 /* Any sender: mark conversation conv ready in the bitmap at bits.  The loads
- * skip an OR (and its cache-line transfer) when the bit is already set. */
+ * skip an OR (and its cache-line transfer) when the bit is already set.
+ *
+ * The caller issues a full fence between its ring publication (a store) and
+ * this call: otherwise we might see the leaf bit still set from an earlier
+ * mark and skip ours while the server, which takes that bit an instant
+ * later, still finds the ring empty, a lost wake-up seen in tests. */
 /* Set bit in *word unless it is set already, then order that before the
  * caller's next load: after an OR, a fence for atomics then loads (free on
  * x86, where the locked OR is already a full barrier); after a load that
@@ -47,12 +52,6 @@ static inline void lmn__ready_mark(uint64_t *bits, const struct lmn__layout *l, 
 	uint32_t w = conv / 64, s = w / 64, t = s / 64;
 	uint64_t lb = 1ull << (conv % 64), sb = 1ull << (w % 64), tb = 1ull << (s % 64);
 
-	/* A full fence: the caller's ring publication (a store) must be
-	 * visible before we load the leaf.  Otherwise we might see the bit
-	 * still set from an earlier mark and skip ours while the server, which
-	 * takes that bit an instant later, still finds the ring empty: a lost
-	 * wake-up, seen in tests before this fence was here. */
-	ck_pr_fence_memory();
 	mark_one(&leaf[w], lb);
 	mark_one(&summary[s], sb);
 	mark_one(&top[t], tb);
