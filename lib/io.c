@@ -40,13 +40,31 @@ static uint32_t current_server(const struct lmn_bus *bus, const struct lmn__conv
 	return s < bus->l.participants ? s : UINT32_MAX;
 }
 
+/* The CPU the server last went to sleep on, a hint for spinning and
+ * sleeping (any value read back is only compared). */
+static int32_t server_cpu(const struct lmn_bus *bus, uint32_t s)
+{
+	if (s == UINT32_MAX)
+		return -1;
+	return (int32_t)ck_pr_load_32((uint32_t *)&lmn__part(&bus->l, bus->base, s)->doorbell_cpu);
+}
+
 /* Wait for a futex word, and for the death of the peer we wait on: when
- * its pidfd fires, reap it, which applies the policy and wakes the word. */
+ * its pidfd fires, reap it, which applies the policy and wakes the word.
+ *
+ * A peer that last ran on our own CPU will run only once we sleep, and the
+ * wake it sends is a same-CPU wake: there io_uring's asynchronous futex wait
+ * costs about as much again as the whole futex(2) round trip
+ * (perf/README.md).  Such a wait sleeps in futex(2) and leaves the peer's
+ * death to the sentinel thread, which watches the same pidfd (registered
+ * below) and reaps, which wakes the word. */
 static int wait_on(struct lmn_bus *bus, uint32_t *word, uint32_t expect, uint64_t deadline,
-		   uint32_t peer, uint32_t peer_gen)
+		   uint32_t peer, uint32_t peer_gen, int32_t peer_cpu)
 {
 	int fd = peer == UINT32_MAX ? -1 : lmn__sentinel_pidfd(bus, peer, peer_gen);
-	int r = lmn__wait(word, expect, deadline, fd, lmn__peer_key(bus, peer, peer_gen));
+	bool same_cpu = peer_cpu >= 0 && peer_cpu == lmn__current_cpu();
+	int r = lmn__wait(word, expect, deadline, same_cpu ? -1 : fd,
+			  lmn__peer_key(bus, peer, peer_gen));
 
 	if (fd >= 0)
 		lmn__sentinel_put(bus, peer, peer_gen);
@@ -162,10 +180,7 @@ LMN_EXPORT int lmn_send(lmn_conv *conv, const void *data, size_t len, unsigned i
 
 			spun = true;
 			if (s != UINT32_MAX &&
-			    lmn__spin_adaptive(bus,
-					       ck_pr_load_32((uint32_t *)&lmn__part(&bus->l, bus->base,
-										    s)->doorbell_cpu),
-					       room_or_end, &x))
+			    lmn__spin_adaptive(bus, server_cpu(bus, s), room_or_end, &x))
 				continue;
 		}
 		expect = lmn__word_arm(&ch->free_word);
@@ -184,7 +199,8 @@ LMN_EXPORT int lmn_send(lmn_conv *conv, const void *data, size_t len, unsigned i
 		} else {
 			uint32_t sg, s = current_server(bus, c, &sg);
 
-			r = wait_on(bus, &ch->free_word, expect, deadline, s, sg);
+			r = wait_on(bus, &ch->free_word, expect, deadline, s, sg,
+				    server_cpu(bus, s));
 		}
 		if (r == -ETIMEDOUT)
 			return -ETIMEDOUT;
@@ -339,18 +355,17 @@ static ssize_t recv_impl(lmn_conv *conv, void *buf, size_t cap, int timeout_ms,
 			return -ETIMEDOUT;
 		server = conv->buffering ? UINT32_MAX
 							 : current_server(conv->bus, c, &server_gen);
+		peer_cpu = server_cpu(conv->bus, server);
 		if (!spun && server != UINT32_MAX) {
 			spun = true;
-			peer_cpu = ck_pr_load_32((uint32_t *)&lmn__part(&conv->bus->l, conv->bus->base,
-								       server)
-							  ->doorbell_cpu);
 			if (lmn__spin_adaptive(conv->bus, peer_cpu, data_or_end, &x))
 				continue;
 		}
 		expect = lmn__word_arm(&c->inbox.data_word);
 		if (data_or_end(&x))
 			continue;
-		if (wait_on(conv->bus, &c->inbox.data_word, expect, deadline, server, server_gen) ==
+		if (wait_on(conv->bus, &c->inbox.data_word, expect, deadline, server, server_gen,
+			    peer_cpu) ==
 			    -ETIMEDOUT &&
 		    !data_or_end(&x))
 			return -ETIMEDOUT;

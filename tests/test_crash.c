@@ -137,9 +137,22 @@ static void assert_bus_empty(const char *name)
 	ck_assert_uint_eq(st.cells_used, 0);
 }
 
+static void pin_to(int cpu)
+{
+	cpu_set_t set;
+
+	CPU_ZERO(&set);
+	CPU_SET(cpu, &set);
+	ck_assert_int_eq(sched_setaffinity(0, sizeof(set), &set), 0);
+}
+
 /* FAIL: the blocked receive returns -ECONNRESET at once; the reply that had
- * landed before the crash is delivered first. */
-START_TEST(fail_wakes_blocked_receiver)
+ * landed before the crash is delivered first.  The server runs on CPU 0.
+ * With one_cpu the receiver does too: it then sleeps in futex(2), not in
+ * io_uring, and only the sentinel thread's watch on the server's pidfd can
+ * wake it.  Without, the receiver runs on CPU 1 and (with the io_uring
+ * backend) polls the server's pidfd in its own sleep. */
+static void fail_wakes(bool one_cpu)
 {
 	const char *name = th_bus(8, 4, 64);
 	struct lmn_conv_config cfg = th_cfg(LMN_POLICY_FAIL);
@@ -148,9 +161,21 @@ START_TEST(fail_wakes_blocked_receiver)
 	struct srv s;
 	lmn_bus *bus;
 	pthread_t t;
-	pid_t pid = start_srv(&s, name, "srv", "svc");
+	pid_t pid;
 	char buf[64];
 
+	cpu_set_t all;
+	bool pin;
+
+	ck_assert_int_eq(sched_getaffinity(0, sizeof(all), &all), 0);
+	/* Pinning needs CPUs 0 and 1; elsewhere the test still runs, on
+	 * whichever path the scheduler picks. */
+	pin = CPU_ISSET(0, &all) && CPU_ISSET(1, &all);
+	if (pin)
+		pin_to(0); /* inherited by the server forked below */
+	pid = start_srv(&s, name, "srv", "svc");
+	if (pin && !one_cpu)
+		pin_to(1); /* inherited by the receiver thread */
 	ck_assert_int_eq(lmn_bus_join(name, "cli", &bus), 0);
 	ck_assert_int_eq(lmn_bus_set_spin(bus, 0), 0);
 	ck_assert_int_eq(lmn_conv_open(bus, "svc", &cfg, &r.conv), 0);
@@ -159,6 +184,12 @@ START_TEST(fail_wakes_blocked_receiver)
 	ck_assert_int_eq(th_event_await(&s.holding, TH_TIMEOUT_MS), 0);
 	/* "one" was answered before the server began to hold. */
 	ck_assert_int_eq(lmn_recv(r.conv, buf, sizeof(buf), TH_TIMEOUT_MS), 3);
+	if (pin) {
+		struct lmn__conv *c = lmn__conv_at(&bus->l, bus->base, r.conv->idx);
+
+		/* The server last slept on CPU 0, which decides the path. */
+		ck_assert_int_eq(lmn__part(&bus->l, bus->base, c->server)->doorbell_cpu, 0);
+	}
 	ck_assert_int_eq(pthread_create(&t, NULL, recv_main, &r), 0);
 	await_sleeper(bus, r.conv);
 	kill_and_reap(pid);
@@ -176,6 +207,17 @@ START_TEST(fail_wakes_blocked_receiver)
 	lmn_conv_free(r.conv);
 	lmn_bus_leave(bus);
 	assert_bus_empty(name);
+}
+
+START_TEST(fail_wakes_blocked_receiver)
+{
+	fail_wakes(false);
+}
+END_TEST
+
+START_TEST(fail_wakes_receiver_on_server_cpu)
+{
+	fail_wakes(true);
 }
 END_TEST
 
@@ -631,6 +673,7 @@ int main(void)
 	tcase_add_checked_fixture(tc, th_setup, th_teardown);
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, fail_wakes_blocked_receiver);
+	tcase_add_test(tc, fail_wakes_receiver_on_server_cpu);
 	tcase_add_test(tc, fail_delivers_inbox_first);
 	tcase_add_test(tc, route_next_redelivers);
 	tcase_add_test(tc, route_next_second_death);
