@@ -14,6 +14,7 @@
 
 #include "internal.h"
 #include "../shm/table.h"
+#include "../shm/word.h"
 
 #define DEFAULT_PARTICIPANTS 64u
 #define DEFAULT_CONVERSATIONS 256u
@@ -298,6 +299,9 @@ LMN_EXPORT int lmn_bus_join(const char *name, const char *self, lmn_bus **ret)
 		munmap(bus->base, bus->l.total_size);
 		goto fail;
 	}
+	/* Tell monitors sleeping on the roster that someone joined. */
+	if (lmn__word_bump(&lmn__hdr(bus->base)->roster_word))
+		lmn__wake(&lmn__hdr(bus->base)->roster_word);
 	strcpy(bus->name, name);
 	strcpy(bus->self, self);
 	bus->spin_ns = env_spin_ns();

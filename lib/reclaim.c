@@ -275,8 +275,8 @@ void lmn__exit_record(const struct lmn__layout *l, void *base, uint32_t idx, uin
 	ck_pr_fence_store();
 	ck_pr_store_64(&r->seq, t + 1);
 	exit_count(l, base, idx, gen, crashed);
-	if (lmn__word_bump(&h->exits_word))
-		lmn__wake(&h->exits_word);
+	if (lmn__word_bump(&h->roster_word))
+		lmn__wake(&h->roster_word);
 }
 
 int lmn__exit_find(void *base, uint32_t idx, uint32_t gen, const char *name)

@@ -16,30 +16,19 @@
 #include "internal.h"
 
 /* Cells of a channel not in its free ring: published, or held. */
-static uint32_t cells_in_use(const struct lmn__channel *ch, uint32_t depth)
+uint32_t lmn__cells_in_use(const struct lmn__channel *ch, uint32_t depth)
 {
 	uint32_t free_cells = ck_pr_load_uint(&ch->free.p_tail) - ck_pr_load_uint(&ch->free.c_head);
 
 	return free_cells > depth ? depth : depth - free_cells;
 }
 
-LMN_EXPORT int lmn_bus_stat(const char *name, struct lmn_bus_stat *ret)
+void lmn__stat_fill(const struct lmn__layout *lp, void *base, struct lmn_bus_stat *ret)
 {
+	const struct lmn__layout l = *lp;
+	struct lmn__header *h = base;
 	struct lmn_bus_stat s;
-	struct lmn__layout l;
-	struct lmn__header *h;
-	void *base;
-	int r;
 
-	r = lmn__check_name(name);
-	if (r < 0)
-		return r;
-	if (!ret)
-		return -EINVAL;
-	r = lmn__bus_map(name, false, &base, &l);
-	if (r < 0)
-		return r;
-	h = base;
 	memset(&s, 0, sizeof(s));
 	s.size = l.total_size;
 	s.participants_total = l.participants;
@@ -47,8 +36,8 @@ LMN_EXPORT int lmn_bus_stat(const char *name, struct lmn_bus_stat *ret)
 	s.cells_total = l.conversations * 2 * l.ring_depth;
 	s.max_message = l.max_message;
 	s.ring_depth = l.ring_depth;
-	s.creator_pid = h->creator_pid;
-	s.created_ns = h->created_ns;
+	s.creator_pid = ck_pr_load_32((uint32_t *)&h->creator_pid);
+	s.created_ns = ck_pr_load_64(&h->created_ns);
 	for (uint32_t i = 0; i < l.participants; i++) {
 		struct lmn__participant *p = lmn__part(&l, base, i);
 		uint64_t w = ck_pr_load_64(&p->slot);
@@ -73,10 +62,27 @@ LMN_EXPORT int lmn_bus_stat(const char *name, struct lmn_bus_stat *ret)
 		s.conversations_used++;
 		if (state != LMN__SLOT_LIVE)
 			continue;
-		s.cells_used += cells_in_use(&c->cmd, l.ring_depth);
-		s.cells_used += cells_in_use(&c->inbox, l.ring_depth);
+		s.cells_used += lmn__cells_in_use(&c->cmd, l.ring_depth);
+		s.cells_used += lmn__cells_in_use(&c->inbox, l.ring_depth);
 	}
 	*ret = s;
+}
+
+LMN_EXPORT int lmn_bus_stat(const char *name, struct lmn_bus_stat *ret)
+{
+	struct lmn__layout l;
+	void *base;
+	int r;
+
+	r = lmn__check_name(name);
+	if (r < 0)
+		return r;
+	if (!ret)
+		return -EINVAL;
+	r = lmn__bus_map(name, false, &base, &l);
+	if (r < 0)
+		return r;
+	lmn__stat_fill(&l, base, ret);
 	munmap(base, l.total_size);
 	return 0;
 }

@@ -76,7 +76,7 @@ static int evaluate(struct lmn_watch *w)
 static void *watch_main(void *arg)
 {
 	struct lmn_bus *bus = arg;
-	uint32_t *word = &lmn__hdr(bus->base)->exits_word;
+	uint32_t *word = &lmn__hdr(bus->base)->roster_word;
 	sigset_t all;
 
 	/* Signals are the application's business, not this thread's. */
@@ -104,7 +104,7 @@ static void *watch_main(void *arg)
 
 void lmn__watches_stop(struct lmn_bus *bus)
 {
-	uint32_t *word = &lmn__hdr(bus->base)->exits_word;
+	uint32_t *word = &lmn__hdr(bus->base)->roster_word;
 
 	if (!bus->watch_thread_running)
 		return;
@@ -209,7 +209,7 @@ LMN_EXPORT int lmn_watch_wait(lmn_watch *watch, int timeout_ms)
 	bus = watch->bus;
 	if (!bus)
 		return -ESTALE;
-	word = &lmn__hdr(bus->base)->exits_word;
+	word = &lmn__hdr(bus->base)->roster_word;
 	deadline = lmn__deadline(timeout_ms, 0);
 	for (;;) {
 		uint32_t expect;

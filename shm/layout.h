@@ -93,8 +93,9 @@ struct lmn__header {
 	/* Where to start looking for a free conversation slot.  Only a hint:
 	 * any value is safe, it is reduced modulo the table size. */
 	uint32_t conv_hint __attribute__((aligned(LMN__CACHELINE)));
-	/* Bumped (and woken) at every leave and every death, for watches. */
-	uint32_t exits_word __attribute__((aligned(LMN__CACHELINE)));
+	/* Bumped (and woken) at every join, leave and death: exit watches and
+	 * monitors (liminal watch) sleep on it. */
+	uint32_t roster_word __attribute__((aligned(LMN__CACHELINE)));
 	/* Exit log: the last LMN__EXIT_LOG exits, so that a watch set after an
 	 * exit still hears of it.  Writers take a ticket with fetch-and-add;
 	 * each record's seq is written last (ticket + 1), so a torn record
