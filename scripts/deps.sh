@@ -2,7 +2,7 @@
 # Installs what liminal needs to build and test, from Debian's archive, if it
 # is not there yet.  Safe to run again; does nothing when all is present.
 set -eu
-pkgs="build-essential cmake pkg-config liburing-dev libck-dev check groff-base man-db libzmq3-dev gnuplot-nox"
+pkgs="build-essential cmake pkg-config liburing-dev libck-dev check groff-base man-db libzmq3-dev gnuplot-nox jq"
 missing=""
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||

@@ -259,6 +259,9 @@ out:
 		}
 	}
 	lmn_bus_unlink(name);
+	free(rtt);
+	free(req);
+	free(rep);
 	if (rc == 0)
 		printf("closed cleanly; bus %s removed\n", name);
 	return rc;

@@ -1,42 +1,65 @@
 /* SPDX-License-Identifier: MIT */
-/* The liminal command. */
-#include <errno.h>
+/* The liminal command: look at buses, try them out, clean up after the
+ * dead.  See liminal(1). */
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "liminal.h"
 #include "verbs.h"
 
+static const struct verb {
+	const char *name;
+	int (*run)(int argc, char **argv);
+	const char *args;
+	const char *what;
+} verbs[] = {
+	{"create", lmn_tool_create, "NAME [--participants N] [--conversations N] [--ring N]\n"
+				    "         [--max-message BYTES] [--mode OCTAL]",
+	 "make a bus"},
+	{"rm", lmn_tool_rm, "NAME", "remove a bus"},
+	{"ls", lmn_tool_ls, "[--json]", "every bus on this host"},
+	{"status", lmn_tool_status, "NAME [--json]",
+	 "participants, services, conversations, memory"},
+	{"top", lmn_tool_top, "NAME [--interval MS] [--count N] [--json]",
+	 "live message rates"},
+	{"watch", lmn_tool_watch, "NAME [PARTICIPANT] [--json] [--count N] [--timeout MS]",
+	 "joins, leaves and crashes as they happen"},
+	{"call", lmn_tool_call, "NAME SERVICE MESSAGE [--timeout MS] [--json]",
+	 "send one request, print the reply"},
+	{"serve", lmn_tool_serve, "NAME SERVICE --echo [--count N]",
+	 "answer requests with their own bytes"},
+	{"gc", lmn_tool_gc, "NAME [--json]", "reclaim what dead processes left"},
+	{"stats", lmn_tool_stats, "NAME [--prometheus | --json]", "counters"},
+	{"demo", lmn_tool_demo, "[--calls N] [--size BYTES]",
+	 "request-reply and a crash on a fresh bus"},
+};
+
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: liminal VERB [ARGS]\n"
-		   "\n"
-		   "verbs:\n"
-		   "  demo [--calls N] [--size BYTES]   request-reply between two processes on a fresh bus\n"
-		   "  create NAME [--participants N] [--conversations N] [--ring N]\n"
-		   "              [--max-message BYTES] [--mode OCTAL]\n"
-		   "  rm NAME                            remove a bus\n"
-		   "\n"
-		   "See liminal(7).\n");
+	fprintf(f, "usage: liminal VERB [ARGS]   (liminal VERB --help for one verb)\n\nverbs:\n");
+	for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++)
+		fprintf(f, "  %-7s %s\n          %s\n", verbs[i].name, verbs[i].what, verbs[i].args);
+	fprintf(f, "\nExit status: 0 done, 1 the operation failed, 2 bad command line.\n"
+		   "See liminal(1) and liminal(7).\n");
 }
 
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
 		usage(stderr);
-		return 2;
+		return LMN_TOOL_USAGE;
 	}
 	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
 		usage(stdout);
-		return 0;
+		return LMN_TOOL_OK;
 	}
-	if (!strcmp(argv[1], "demo"))
-		return lmn_tool_demo(argc - 1, argv + 1);
-	if (!strcmp(argv[1], "create"))
-		return lmn_tool_create(argc - 1, argv + 1);
-	if (!strcmp(argv[1], "rm"))
-		return lmn_tool_rm(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "--version")) {
+		printf("liminal %s\n", LIMINAL_VERSION_STRING);
+		return LMN_TOOL_OK;
+	}
+	for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++)
+		if (!strcmp(argv[1], verbs[i].name))
+			return verbs[i].run(argc - 1, argv + 1);
 	fprintf(stderr, "liminal: unknown verb '%s' (try 'liminal --help')\n", argv[1]);
-	return 2;
+	return LMN_TOOL_USAGE;
 }
