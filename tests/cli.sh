@@ -194,6 +194,14 @@ refuse 1 "call on an unknown bus" "bus 'nope': No such file or directory" "$L" c
 refuse 2 "call with a bad timeout" "--timeout needs a number" "$L" call t1 echo hi --timeout soon
 refuse 2 "call with a timeout out of range" "--timeout needs a number" "$L" call t1 echo hi --timeout 99999999999
 refuse 2 "call with a missing message" "missing argument" "$L" call t1 echo
+refuse 2 "call with a zero timeout" "--timeout needs a number from 1" "$L" call t1 echo hi --timeout 0
+expect 0 "call of a message that starts with a dash, after --" "$L" call t1 echo -- -x
+[ "$(cat "$work/out")" = "-x" ] || bad "call prints the dashed reply"
+expect 0 "call --json of UTF-8" "$L" call t1 echo "$(printf 'h\303\251llo')" --json
+check "call --json: UTF-8 passes through" '.reply == "h\u00e9llo" and .bytes == 6'
+printf 'a\377b' >"$work/bin"
+run "$L" call t1 echo - --json <"$work/bin"
+check "call --json: a byte that is not UTF-8 is escaped" '.reply == "a\u00ffb" and .bytes == 3' 
 head -c 200 /dev/zero | tr '\0' x >"$work/big"
 run "$L" call t2 echo - <"$work/big"
 [ "$rc" -eq 1 ] && grep -q "bus 't2': Message too long" "$work/err" && ok "call of a message too long" || bad "call of a message too long"
@@ -264,6 +272,8 @@ refuse 2 "stats with both formats" "exclude each other" "$L" stats t1 --json --p
 kill -CONT "$srv_pid"
 wait "$call_pid"
 [ $? -eq 0 ] && [ "$(cat "$work/held.out")" = "held" ] && ok "the held call is answered" || bad "the held call is answered"
+await_event 5 "watch: the caller's leave" '.event == "leave" and (.name | startswith("liminal-call-"))'
+refuse 2 "watch of a bad participant name" "not a participant name" "$L" watch t1 a/b
 
 # ------------------------------------------------------------ watch: crash; gc
 kill -9 "$srv2_pid"

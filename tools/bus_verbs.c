@@ -21,7 +21,8 @@ int lmn_tool_create(int argc, char **argv)
 		{"--conversations", LMN_OPT_U32, &cfg.conversations, 1, LMN__MAX_CONVERSATIONS},
 		{"--ring", LMN_OPT_U32, &cfg.ring_depth, 1, LMN__MAX_DEPTH},
 		{"--max-message", LMN_OPT_U32, &cfg.max_message, 1, LMN__MAX_MESSAGE},
-		{"--mode", LMN_OPT_OCTAL, &cfg.mode, 0, 0777},
+		/* 0 would mean the library's default, not "no access". */
+		{"--mode", LMN_OPT_OCTAL, &cfg.mode, 1, 0777},
 		{0},
 	};
 	const char *pos[1];

@@ -174,25 +174,18 @@ int lmn_tool_demo(int argc, char **argv)
 	int status, r, rc = 1;
 	pid_t pid, second = -1;
 
-	for (int i = 1; i < argc; i++) {
-		if (!strcmp(argv[i], "--help")) {
-			printf("usage: liminal demo [--calls N] [--size BYTES]\n");
-			return 0;
-		}
-		if (!strcmp(argv[i], "--calls") && i + 1 < argc &&
-		    lmn_tool_parse_u32(argv[i + 1], 10, 10000000, &calls) == 0 && calls > 0) {
-			i++;
-			continue;
-		}
-		if (!strcmp(argv[i], "--size") && i + 1 < argc &&
-		    lmn_tool_parse_u32(argv[i + 1], 10, 4096, &size) == 0) {
-			i++;
-			continue;
-		}
-		fprintf(stderr, "liminal demo: bad argument '%s' (try 'liminal demo --help')\n",
-			argv[i]);
-		return 2;
-	}
+	const struct lmn_tool_opt opts[] = {
+		{"--calls", LMN_OPT_U32, &calls, 1, 10000000},
+		{"--size", LMN_OPT_U32, &size, 0, 4096},
+		{0},
+	};
+	const char *pos[1];
+	int n_pos;
+
+	r = lmn_tool_args(argc, argv, opts, pos, 0, 0, &n_pos,
+			  "liminal demo [--calls N] [--size BYTES]");
+	if (r)
+		return lmn_tool_args_exit(r);
 	snprintf(name, sizeof(name), "demo-%d", (int)getpid());
 	r = lmn_bus_create(name, &(struct lmn_bus_config){.conversations = 16});
 	if (r < 0) {

@@ -2,9 +2,10 @@
 /*
  * Just enough JSON for --json: objects, arrays, strings, numbers.  The
  * writer keeps the commas, so verbs only say what comes next.  Strings are
- * escaped byte by byte: names come from a segment other processes write,
- * and payloads (liminal call) may hold anything, so bytes that are not
- * printable ASCII go out as \u00XX rather than break a parser.
+ * escaped: names come from a segment other processes write, and payloads
+ * (liminal call) may hold anything.  Valid UTF-8 passes through as it is;
+ * any other byte that is not printable ASCII goes out as \u00XX (its
+ * Latin-1 reading) rather than break a parser.
  */
 #include <inttypes.h>
 #include <math.h>
@@ -55,6 +56,34 @@ void lmn_json_end_obj(struct lmn_json *j) { close_(j, '}'); }
 void lmn_json_begin_arr(struct lmn_json *j) { open_(j, '['); }
 void lmn_json_end_arr(struct lmn_json *j) { close_(j, ']'); }
 
+/* Length of the valid UTF-8 sequence at s (at most n bytes), or 0. */
+static size_t utf8_len(const unsigned char *s, size_t n)
+{
+	size_t len;
+	uint32_t cp;
+
+	if (s[0] >= 0xc2 && s[0] <= 0xdf)
+		len = 2, cp = s[0] & 0x1fu;
+	else if (s[0] >= 0xe0 && s[0] <= 0xef)
+		len = 3, cp = s[0] & 0x0fu;
+	else if (s[0] >= 0xf0 && s[0] <= 0xf4)
+		len = 4, cp = s[0] & 0x07u;
+	else
+		return 0;
+	if (len > n)
+		return 0;
+	for (size_t i = 1; i < len; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+		cp = cp << 6 | (s[i] & 0x3fu);
+	}
+	/* No overlong forms, no surrogates, nothing past U+10FFFF. */
+	if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
+	    (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
+	return len;
+}
+
 static void put_string(FILE *f, const char *s, size_t n)
 {
 	fputc('"', f);
@@ -67,7 +96,12 @@ static void put_string(FILE *f, const char *s, size_t n)
 			fputs("\\n", f);
 		else if (c == '\t')
 			fputs("\\t", f);
-		else if (c < 0x20 || c >= 0x7f)
+		else if (c >= 0x80 && utf8_len((const unsigned char *)s + i, n - i)) {
+			size_t len = utf8_len((const unsigned char *)s + i, n - i);
+
+			fwrite(s + i, 1, len, f);
+			i += len - 1;
+		} else if (c < 0x20 || c >= 0x7f)
 			fprintf(f, "\\u%04x", c);
 		else
 			fputc(c, f);
@@ -110,7 +144,7 @@ void lmn_json_double(struct lmn_json *j, double v)
 {
 	value_start(j);
 	if (isfinite(v))
-		fprintf(j->f, "%.6g", v);
+		fprintf(j->f, "%.3f", v);
 	else
 		fputs("null", j->f);
 }

@@ -46,7 +46,7 @@ int lmn_tool_call(int argc, char **argv)
 	uint32_t timeout_ms = 5000;
 	bool json = false;
 	const struct lmn_tool_opt opts[] = {
-		{"--timeout", LMN_OPT_U32, &timeout_ms, 0, INT32_MAX},
+		{"--timeout", LMN_OPT_U32, &timeout_ms, 1, INT32_MAX},
 		{"--json", LMN_OPT_FLAG, &json, 0, 0},
 		{0},
 	};

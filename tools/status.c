@@ -51,7 +51,7 @@ static bool pid_alive(pid_t pid)
 /* The distinct services of the picture, each with its servers. */
 static void print_services(const struct lmn__insp *s, struct lmn_json *j)
 {
-	const char *seen[256];
+	const char **seen = calloc(s->n_parts * 8u + 1u, sizeof(*seen));
 	uint32_t n_seen = 0;
 
 	if (j) {
@@ -67,7 +67,7 @@ static void print_services(const struct lmn__insp *s, struct lmn_json *j)
 
 			for (uint32_t d = 0; d < n_seen; d++)
 				dup = dup || !strcmp(seen[d], svc);
-			if (dup || n_seen == 256)
+			if (dup || !seen)
 				continue;
 			seen[n_seen++] = svc;
 			if (j) {
@@ -100,6 +100,7 @@ static void print_services(const struct lmn__insp *s, struct lmn_json *j)
 	}
 	if (j)
 		lmn_json_end_arr(j);
+	free(seen);
 }
 
 static void status_json(const struct lmn__insp *s)

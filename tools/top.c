@@ -222,8 +222,7 @@ int lmn_tool_top(int argc, char **argv)
 	struct lmn__insp_view *v;
 	struct lmn__insp a, b;
 	struct termios saved, raw;
-	bool tty_out = isatty(STDOUT_FILENO) && !json;
-	bool tty_in = tty_out && isatty(STDIN_FILENO);
+	bool tty_out, tty_in;
 	const char *pos[1];
 	uint32_t shown = 0;
 	double t_a;
@@ -233,6 +232,9 @@ int lmn_tool_top(int argc, char **argv)
 			  "liminal top NAME [--interval MS] [--count N] [--json]");
 	if (r)
 		return lmn_tool_args_exit(r);
+	/* --json is for programs: one line per snapshot, as when piped. */
+	tty_out = isatty(STDOUT_FILENO) && !json;
+	tty_in = tty_out && isatty(STDIN_FILENO);
 	/* Piped, one snapshot unless more are asked for. */
 	if (!tty_out && !count)
 		count = 1;

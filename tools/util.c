@@ -57,10 +57,11 @@ int lmn_tool_args(int argc, char **argv, const struct lmn_tool_opt *opts, const 
 		  int min_pos, int max_pos, int *n_pos, const char *usage)
 {
 	const char *verb = argv[0];
+	bool only_pos = false;
 	int n = 0;
 
 	/* --help wins wherever it is, even after a mistake. */
-	for (int i = 1; i < argc; i++) {
+	for (int i = 1; i < argc && strcmp(argv[i], "--"); i++) {
 		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
 			printf("usage: %s\n", usage);
 			return 1;
@@ -71,7 +72,11 @@ int lmn_tool_args(int argc, char **argv, const struct lmn_tool_opt *opts, const 
 		const struct lmn_tool_opt *o;
 		uint32_t v;
 
-		if (a[0] != '-' || !strcmp(a, "-")) {
+		if (!only_pos && !strcmp(a, "--")) {
+			only_pos = true; /* a name or message may start with '-' */
+			continue;
+		}
+		if (only_pos || a[0] != '-' || !strcmp(a, "-")) {
 			if (n >= max_pos) {
 				lmn_tool_usage_error(verb, "unexpected argument '%s' (usage: %s)", a,
 						     usage);
@@ -96,9 +101,13 @@ int lmn_tool_args(int argc, char **argv, const struct lmn_tool_opt *opts, const 
 		if (lmn_tool_parse_u32(argv[i + 1], o->kind == LMN_OPT_OCTAL ? 8 : 10, o->max, &v) <
 			    0 ||
 		    v < o->min) {
-			lmn_tool_usage_error(verb, "%s needs %s number from %u to %u, got '%s'", a,
-					     o->kind == LMN_OPT_OCTAL ? "an octal" : "a", o->min,
-					     o->max, argv[i + 1]);
+			if (o->kind == LMN_OPT_OCTAL)
+				lmn_tool_usage_error(verb,
+						     "%s needs an octal number from %o to %o, got '%s'",
+						     a, o->min, o->max, argv[i + 1]);
+			else
+				lmn_tool_usage_error(verb, "%s needs a number from %u to %u, got '%s'",
+						     a, o->min, o->max, argv[i + 1]);
 			return -1;
 		}
 		*(uint32_t *)o->dst = v;

@@ -46,6 +46,9 @@ struct watch {
 	int epfd, evfd;
 };
 
+/* The library's name rule (lib/names.c), from the static library. */
+int lmn__check_name(const char *name);
+
 static volatile sig_atomic_t stop;
 static int roster_stop; /* tells the roster thread to end */
 
@@ -157,8 +160,21 @@ static void read_exits(struct watch *w)
 		struct known *k = find(w, e[i].slot, e[i].gen);
 
 		w->last_seq = e[i].seq;
-		if (!k || k->ended)
-			continue; /* joined and left between two looks, or printed */
+		if (!k) {
+			/* Joined and gone between two looks: the record tells
+			 * both. */
+			struct lmn__insp_part p = {.slot = e[i].slot, .gen = e[i].gen, .pid = 0};
+			uint64_t t = e[i].exit_ns;
+
+			strcpy(p.name, e[i].name);
+			k = add(w, &p);
+			if (!k)
+				continue;
+			k->pid = e[i].pid;
+			emit(w, "join", k, t, NULL);
+		}
+		if (k->ended)
+			continue;
 		k->ended = true;
 		forget_pidfd(w, k);
 		emit(w, e[i].crashed ? "crash" : "leave", k, e[i].exit_ns, NULL);
@@ -265,6 +281,8 @@ int lmn_tool_watch(int argc, char **argv)
 		return lmn_tool_args_exit(r);
 	w.bus = pos[0];
 	w.only = n > 1 ? pos[1] : NULL;
+	if (w.only && lmn__check_name(w.only) < 0)
+		return lmn_tool_usage_error("watch", "'%s' is not a participant name", w.only);
 	r = lmn__insp_view_open(w.bus, &w.view);
 	if (r < 0)
 		return lmn_tool_fail("watch", w.bus, r);
