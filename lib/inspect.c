@@ -280,30 +280,20 @@ static int exit_cmp(const void *a, const void *b)
 int lmn__insp_view_exits(struct lmn__insp_view *v, uint64_t after, struct lmn__insp_exit *ret,
 			 uint32_t cap)
 {
-	struct lmn__header *h = lmn__hdr(v->base);
 	uint32_t n = 0;
 
 	for (uint32_t i = 0; i < LMN__EXIT_LOG && n < cap; i++) {
-		struct lmn__exit_rec *r = &h->exits[i];
-		struct lmn__insp_exit e;
-		uint64_t s1 = ck_pr_load_64(&r->seq);
+		struct lmn__exit_rec r;
+		bool named;
 
-		if (!s1 || s1 <= after)
+		if (lmn__exit_read(v->base, i, &r, &named) < 0 || r.seq <= after)
 			continue;
-		/* seq before and after the fields: a record being rewritten
-		 * is skipped (the writer stores seq last). */
-		ck_pr_fence_load();
-		e.seq = s1;
-		e.exit_ns = ck_pr_load_64(&r->exit_ns);
-		e.pid = (pid_t)ck_pr_load_32((uint32_t *)&r->pid);
-		e.slot = ck_pr_load_32(&r->idx);
-		e.gen = ck_pr_load_32(&r->gen);
-		e.crashed = ck_pr_load_32(&r->crashed) != 0;
-		copy_name(e.name, r->name);
-		ck_pr_fence_load();
-		if (ck_pr_load_64(&r->seq) != s1)
-			continue;
-		ret[n++] = e;
+		ret[n] = (struct lmn__insp_exit){.seq = r.seq, .exit_ns = r.exit_ns, .pid = r.pid,
+						 .slot = r.idx, .gen = r.gen,
+						 .crashed = r.crashed != 0};
+		/* The same check as every name read back from the segment. */
+		copy_name(ret[n].name, r.name);
+		n++;
 	}
 	qsort(ret, n, sizeof(*ret), exit_cmp);
 	return (int)n;

@@ -169,6 +169,9 @@ uint32_t lmn__part_exit_health(const struct lmn__layout *l, void *base, uint32_t
 /* The latest logged exit of (idx, gen), or under name when name is not
  * NULL: 1 left, 2 crashed, 0 none. */
 int lmn__exit_find(void *base, uint32_t idx, uint32_t gen, const char *name);
+/* Copy exit record i out of the log: 0, -ENOENT for an empty record,
+ * -EAGAIN for one being rewritten.  *named: its name was a valid string. */
+int lmn__exit_read(void *base, uint32_t i, struct lmn__exit_rec *out, bool *named);
 int lmn__bus_reap(const struct lmn__layout *l, void *base);
 void lmn__exit_record(const struct lmn__layout *l, void *base, uint32_t idx, uint32_t gen,
 		      int crashed);

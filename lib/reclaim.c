@@ -279,36 +279,47 @@ void lmn__exit_record(const struct lmn__layout *l, void *base, uint32_t idx, uin
 		lmn__wake(&h->roster_word);
 }
 
+int lmn__exit_read(void *base, uint32_t i, struct lmn__exit_rec *out, bool *named)
+{
+	struct lmn__exit_rec *r = &lmn__hdr(base)->exits[i % LMN__EXIT_LOG];
+	uint64_t s1 = ck_pr_load_64(&r->seq);
+
+	if (!s1)
+		return -ENOENT;
+	/* seq before and after the fields: a record rewritten while we read
+	 * it (the writer zeroes seq first and stores it last) is skipped. */
+	ck_pr_fence_load();
+	out->exit_ns = ck_pr_load_64(&r->exit_ns);
+	out->pid = (int32_t)ck_pr_load_32((uint32_t *)&r->pid);
+	out->idx = ck_pr_load_32(&r->idx);
+	out->gen = ck_pr_load_32(&r->gen);
+	out->crashed = ck_pr_load_32(&r->crashed);
+	*named = lmn__name_copy(out->name, r->name) == 0;
+	if (!*named)
+		out->name[0] = '\0';
+	ck_pr_fence_load();
+	if (ck_pr_load_64(&r->seq) != s1)
+		return -EAGAIN;
+	out->seq = s1;
+	return 0;
+}
+
 int lmn__exit_find(void *base, uint32_t idx, uint32_t gen, const char *name)
 {
-	struct lmn__header *h = lmn__hdr(base);
 	uint64_t best_seq = 0;
 	int result = 0;
 
 	for (uint32_t i = 0; i < LMN__EXIT_LOG; i++) {
-		struct lmn__exit_rec *r = &h->exits[i];
-		uint64_t s1 = ck_pr_load_64(&r->seq);
-		uint32_t ridx, rgen, crashed;
-		char rname[LMN__NAME_SIZE];
-		int named;
+		struct lmn__exit_rec r;
+		bool named;
 
-		if (!s1)
+		if (lmn__exit_read(base, i, &r, &named) < 0)
 			continue;
-		/* seq before and after the fields: a record rewritten while
-		 * we read it is skipped. */
-		ck_pr_fence_load();
-		ridx = r->idx;
-		rgen = r->gen;
-		crashed = r->crashed;
-		named = lmn__name_copy(rname, r->name) == 0;
-		ck_pr_fence_load();
-		if (ck_pr_load_64(&r->seq) != s1)
+		if (name ? !named || strcmp(r.name, name) != 0 : r.idx != idx || r.gen != gen)
 			continue;
-		if (name ? !named || strcmp(rname, name) != 0 : ridx != idx || rgen != gen)
-			continue;
-		if (s1 > best_seq) {
-			best_seq = s1;
-			result = crashed ? 2 : 1;
+		if (r.seq > best_seq) {
+			best_seq = r.seq;
+			result = r.crashed ? 2 : 1;
 		}
 	}
 	return result;

@@ -2,7 +2,6 @@
 /* liminal create, rm, ls, gc: buses as a whole. */
 #include <dirent.h>
 #include <errno.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -101,11 +100,6 @@ nomem:
 	return -ENOMEM;
 }
 
-static bool pid_alive(pid_t pid)
-{
-	return pid > 0 && (kill(pid, 0) == 0 || errno == EPERM);
-}
-
 int lmn_tool_ls(int argc, char **argv)
 {
 	bool json = false;
@@ -156,7 +150,7 @@ int lmn_tool_ls(int argc, char **argv)
 			free(names[i]);
 			continue;
 		}
-		creator_alive = pid_alive(st.creator_pid);
+		creator_alive = lmn_tool_pid_alive(st.creator_pid);
 		if (json) {
 			lmn_json_begin_obj(&j);
 			lmn_json_key(&j, "name");
@@ -174,20 +168,9 @@ int lmn_tool_ls(int argc, char **argv)
 			lmn_json_key(&j, "dead");
 			lmn_json_u64(&j, st.participants_dead);
 			lmn_json_end_obj(&j);
-			lmn_json_key(&j, "conversations");
-			lmn_json_begin_obj(&j);
-			lmn_json_key(&j, "used");
-			lmn_json_u64(&j, st.conversations_used);
-			lmn_json_key(&j, "total");
-			lmn_json_u64(&j, st.conversations_total);
-			lmn_json_end_obj(&j);
-			lmn_json_key(&j, "cells");
-			lmn_json_begin_obj(&j);
-			lmn_json_key(&j, "used");
-			lmn_json_u64(&j, st.cells_used);
-			lmn_json_key(&j, "total");
-			lmn_json_u64(&j, st.cells_total);
-			lmn_json_end_obj(&j);
+			lmn_json_count(&j, "conversations", st.conversations_used,
+				       st.conversations_total);
+			lmn_json_count(&j, "cells", st.cells_used, st.cells_total);
 			lmn_json_key(&j, "creator");
 			lmn_json_begin_obj(&j);
 			lmn_json_key(&j, "pid");

@@ -160,3 +160,14 @@ void lmn_json_null(struct lmn_json *j)
 	value_start(j);
 	fputs("null", j->f);
 }
+
+void lmn_json_count(struct lmn_json *j, const char *key, uint64_t used, uint64_t total)
+{
+	lmn_json_key(j, key);
+	lmn_json_begin_obj(j);
+	lmn_json_key(j, "used");
+	lmn_json_u64(j, used);
+	lmn_json_key(j, "total");
+	lmn_json_u64(j, total);
+	lmn_json_end_obj(j);
+}

@@ -1,8 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* liminal status and liminal stats: one picture of a bus, for people
  * (status), for scripts (--json) and for Prometheus (stats). */
-#include <errno.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,11 +39,6 @@ const char *lmn_tool_health(int h)
 	case LMN__INSP_LEAVING: return "leaving";
 	default: return "dead";
 	}
-}
-
-static bool pid_alive(pid_t pid)
-{
-	return pid > 0 && (kill(pid, 0) == 0 || errno == EPERM);
 }
 
 /* The distinct services of the picture, each with its servers. */
@@ -103,6 +96,27 @@ static void print_services(const struct lmn__insp *s, struct lmn_json *j)
 	free(seen);
 }
 
+void lmn_tool_json_conv(struct lmn_json *j, const struct lmn__insp_conv *c)
+{
+	lmn_json_key(j, "id");
+	lmn_json_u64(j, c->id);
+	lmn_json_key(j, "initiator");
+	lmn_json_str(j, c->initiator);
+	lmn_json_key(j, "server");
+	if (c->buffering)
+		lmn_json_null(j);
+	else
+		lmn_json_str(j, c->server);
+	lmn_json_key(j, "service");
+	lmn_json_str(j, c->service);
+	lmn_json_key(j, "phase");
+	lmn_json_str(j, lmn_tool_phase(c->phase));
+	lmn_json_key(j, "sent");
+	lmn_json_u64(j, c->sent);
+	lmn_json_key(j, "received");
+	lmn_json_u64(j, c->received);
+}
+
 static void status_json(const struct lmn__insp *s)
 {
 	struct lmn_json j;
@@ -122,7 +136,7 @@ static void status_json(const struct lmn__insp *s)
 	lmn_json_key(&j, "pid");
 	lmn_json_i64(&j, s->stat.creator_pid);
 	lmn_json_key(&j, "alive");
-	lmn_json_bool(&j, pid_alive(s->stat.creator_pid));
+	lmn_json_bool(&j, lmn_tool_pid_alive(s->stat.creator_pid));
 	lmn_json_end_obj(&j);
 	lmn_json_key(&j, "ring_depth");
 	lmn_json_u64(&j, s->stat.ring_depth);
@@ -167,25 +181,9 @@ static void status_json(const struct lmn__insp *s)
 		const struct lmn__insp_conv *c = &s->convs[i];
 
 		lmn_json_begin_obj(&j);
-		lmn_json_key(&j, "id");
-		lmn_json_u64(&j, c->id);
-		lmn_json_key(&j, "initiator");
-		lmn_json_str(&j, c->initiator);
-		lmn_json_key(&j, "server");
-		if (c->buffering)
-			lmn_json_null(&j);
-		else
-			lmn_json_str(&j, c->server);
-		lmn_json_key(&j, "service");
-		lmn_json_str(&j, c->service);
-		lmn_json_key(&j, "phase");
-		lmn_json_str(&j, lmn_tool_phase(c->phase));
+		lmn_tool_json_conv(&j, c);
 		lmn_json_key(&j, "policy");
 		lmn_json_str(&j, lmn_tool_policy(c->policy));
-		lmn_json_key(&j, "sent");
-		lmn_json_u64(&j, c->sent);
-		lmn_json_key(&j, "received");
-		lmn_json_u64(&j, c->received);
 		lmn_json_key(&j, "served");
 		lmn_json_u64(&j, c->served);
 		lmn_json_key(&j, "replied");
@@ -206,27 +204,11 @@ static void status_json(const struct lmn__insp *s)
 	lmn_json_begin_obj(&j);
 	lmn_json_key(&j, "size");
 	lmn_json_u64(&j, s->stat.size);
-	lmn_json_key(&j, "cells");
-	lmn_json_begin_obj(&j);
-	lmn_json_key(&j, "used");
-	lmn_json_u64(&j, s->stat.cells_used);
-	lmn_json_key(&j, "total");
-	lmn_json_u64(&j, s->stat.cells_total);
-	lmn_json_end_obj(&j);
-	lmn_json_key(&j, "participants");
-	lmn_json_begin_obj(&j);
-	lmn_json_key(&j, "used");
-	lmn_json_u64(&j, s->stat.participants_used);
-	lmn_json_key(&j, "total");
-	lmn_json_u64(&j, s->stat.participants_total);
-	lmn_json_end_obj(&j);
-	lmn_json_key(&j, "conversations");
-	lmn_json_begin_obj(&j);
-	lmn_json_key(&j, "used");
-	lmn_json_u64(&j, s->stat.conversations_used);
-	lmn_json_key(&j, "total");
-	lmn_json_u64(&j, s->stat.conversations_total);
-	lmn_json_end_obj(&j);
+	lmn_json_count(&j, "cells", s->stat.cells_used, s->stat.cells_total);
+	lmn_json_count(&j, "participants", s->stat.participants_used,
+		       s->stat.participants_total);
+	lmn_json_count(&j, "conversations", s->stat.conversations_used,
+		       s->stat.conversations_total);
 	lmn_json_end_obj(&j);
 	lmn_json_end_obj(&j);
 }
@@ -239,7 +221,7 @@ static void status_text(const struct lmn__insp *s)
 	lmn_tool_time(s->stat.created_ns, when, sizeof(when));
 	printf("bus %s: %s (%llu bytes), created %s by pid %d%s\n", s->name, size,
 	       (unsigned long long)s->stat.size, when, (int)s->stat.creator_pid,
-	       pid_alive(s->stat.creator_pid) ? "" : " (gone)");
+	       lmn_tool_pid_alive(s->stat.creator_pid) ? "" : " (gone)");
 	printf("  ring depth %u, max message %u bytes\n", s->stat.ring_depth, s->stat.max_message);
 
 	/* Names run to 63 characters: columns as wide as the longest. */

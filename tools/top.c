@@ -107,23 +107,7 @@ static void snapshot(const struct lmn__insp *a, const struct lmn__insp *b, doubl
 
 		if (json) {
 			lmn_json_begin_obj(&j);
-			lmn_json_key(&j, "id");
-			lmn_json_u64(&j, c->id);
-			lmn_json_key(&j, "initiator");
-			lmn_json_str(&j, c->initiator);
-			lmn_json_key(&j, "server");
-			if (c->buffering)
-				lmn_json_null(&j);
-			else
-				lmn_json_str(&j, c->server);
-			lmn_json_key(&j, "service");
-			lmn_json_str(&j, c->service);
-			lmn_json_key(&j, "phase");
-			lmn_json_str(&j, lmn_tool_phase(c->phase));
-			lmn_json_key(&j, "sent");
-			lmn_json_u64(&j, c->sent);
-			lmn_json_key(&j, "received");
-			lmn_json_u64(&j, c->received);
+			lmn_tool_json_conv(&j, c);
 			lmn_json_key(&j, "sent_per_s");
 			lmn_json_double(&j, rq);
 			lmn_json_key(&j, "received_per_s");

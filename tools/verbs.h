@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/types.h>
 
 enum { LMN_TOOL_OK = 0, LMN_TOOL_FAILED = 1, LMN_TOOL_USAGE = 2 };
 
@@ -68,6 +69,8 @@ void lmn_tool_time(uint64_t ns, char *buf, size_t cap);
 double lmn_tool_age_s(uint64_t ns);
 void lmn_tool_age(uint64_t ns, char *buf, size_t cap);
 uint64_t lmn_tool_realtime_ns(void);
+/* Is process pid there (ours or not)? */
+bool lmn_tool_pid_alive(pid_t pid);
 
 /* Words for the library's enums, as --json and the tables print them. */
 #include "liminal.h"
@@ -95,5 +98,13 @@ void lmn_json_i64(struct lmn_json *j, int64_t v);
 void lmn_json_double(struct lmn_json *j, double v);
 void lmn_json_bool(struct lmn_json *j, bool v);
 void lmn_json_null(struct lmn_json *j);
+/* "key":{"used":U,"total":T} */
+void lmn_json_count(struct lmn_json *j, const char *key, uint64_t used, uint64_t total);
+
+/* The fields of a conversation that status and top both print, inside an
+ * object the caller opened: id, initiator, server, service, phase, sent,
+ * received. */
+struct lmn__insp_conv;
+void lmn_tool_json_conv(struct lmn_json *j, const struct lmn__insp_conv *c);
 
 #endif
