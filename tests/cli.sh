@@ -301,12 +301,14 @@ refuse 2 "watch with a bad count" "--count needs a number" "$L" watch t1 --count
 
 # ------------------------------------------------------------ top on a terminal
 # script(1) gives top a terminal; q, then Ctrl-C, must end it with status 0
-# and the terminal restored.
+# and the terminal restored.  script runs the command through $SHELL, and a
+# shell that does not exec it (dash) would itself die of the Ctrl-C, so the
+# command execs top and the shell is pinned.
 if command -v script >/dev/null; then
 	for key in q ctrl-c; do
 		rm -f "$work/tty.in" "$work/tty.out"
 		mkfifo "$work/tty.in" "$work/tty.out"
-		timeout $T script -qec "$L top t1 --interval 50" /dev/null <"$work/tty.in" >"$work/tty.out" 2>&1 &
+		SHELL=/bin/sh timeout $T script -qec "exec $L top t1 --interval 50" /dev/null <"$work/tty.in" >"$work/tty.out" 2>&1 &
 		tty_job=$!
 		exec 7>"$work/tty.in" 8<"$work/tty.out"
 		seen=0
