@@ -216,7 +216,6 @@ LMN_EXPORT int lmn_send(lmn_conv *conv, const void *data, size_t len, unsigned i
 	env = (struct lmn__envelope *)lmn__cell(&bus->l, bus->base, conv->idx, dir, cell);
 	env->id = ++conv->next_id;
 	env->correlation = 0;
-	env->time_ns = lmn__now_ns();
 	env->sender = bus->self_idx;
 	env->flags = 0;
 	env->length = (uint32_t)len;
@@ -320,15 +319,14 @@ static ssize_t recv_impl(lmn_conv *conv, void *buf, size_t cap, int timeout_ms,
 			 uint64_t min_correlation)
 {
 	struct lmn__conv *c = NULL;
-	uint64_t deadline;
+	uint64_t deadline = 0;
 	ssize_t r;
-	bool spun = false;
+	bool spun = false, timed = false;
 
 	r = enter(conv, &c);
 	/* A failed conversation still delivers what had arrived first. */
 	if (r < 0 && r != -ECONNRESET)
 		return r;
-	deadline = lmn__deadline(timeout_ms, conv->deadline_ns);
 
 	for (;;) {
 		struct data_ctx x = {c};
@@ -351,6 +349,12 @@ static ssize_t recv_impl(lmn_conv *conv, void *buf, size_t cap, int timeout_ms,
 		}
 		if (phase_error(phase))
 			return -EUCLEAN;
+		/* The clock only once there is nothing to take: a reply that
+		 * is already there should not pay for a read of it. */
+		if (!timed) {
+			deadline = lmn__deadline(timeout_ms, conv->deadline_ns);
+			timed = true;
+		}
 		if (deadline && lmn__now_ns() >= deadline)
 			return -ETIMEDOUT;
 		server = conv->buffering ? UINT32_MAX

@@ -363,14 +363,13 @@ LMN_EXPORT int lmn_next(lmn_bus *bus, lmn_msg **ret, int timeout_ms)
 {
 	struct lmn__participant *self;
 	struct ready_ctx x = {bus};
-	uint64_t deadline;
-	bool spun = false;
+	uint64_t deadline = 0;
+	bool spun = false, timed = false;
 	int r;
 
 	if (!bus || !ret || timeout_ms < -1)
 		return -EINVAL;
 	self = lmn__part(&bus->l, bus->base, bus->self_idx);
-	deadline = lmn__deadline(timeout_ms, 0);
 	pthread_mutex_lock(&bus->lock);
 	if (!bus->pending) {
 		bus->pending = calloc(bus->l.conversations, sizeof(*bus->pending));
@@ -407,6 +406,12 @@ LMN_EXPORT int lmn_next(lmn_bus *bus, lmn_msg **ret, int timeout_ms)
 		}
 		if (r != -EAGAIN)
 			return r;
+		/* The clock is read only once there is nothing to take: a
+		 * busy server would otherwise pay for it on every request. */
+		if (!timed) {
+			deadline = lmn__deadline(timeout_ms, 0);
+			timed = true;
+		}
 		if (deadline && lmn__now_ns() >= deadline)
 			return -ETIMEDOUT;
 		if (!spun) {
@@ -473,7 +478,6 @@ LMN_EXPORT int lmn_reply(lmn_msg *msg, const void *data, size_t len)
 	env = (struct lmn__envelope *)lmn__cell(&bus->l, bus->base, msg->conv, 1, cell);
 	env->id = c->replied + 1;
 	env->correlation = msg->id;
-	env->time_ns = lmn__now_ns();
 	env->sender = bus->self_idx;
 	env->flags = 0;
 	env->length = (uint32_t)len;
