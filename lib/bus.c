@@ -339,6 +339,7 @@ LMN_EXPORT int lmn_bus_leave(lmn_bus *bus)
 	free(bus->pending);
 	free(bus->queued);
 	free(bus->watched);
+	free(bus->ends);
 	free(bus);
 	return 0;
 }

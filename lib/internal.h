@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "liminal.h"
+#include "../shm/channel.h"
 #include "../shm/layout.h"
 
 #define LMN__BUFFERING UINT32_MAX
@@ -38,6 +39,8 @@ struct lmn_bus {
 	uint64_t *queued;
 	uint32_t *watched;          /* per conversation: the generation whose
 				     * initiator the sentinel already watches */
+	struct lmn__serve_end *ends; /* per conversation: our ends, as server */
+	uint32_t return_batch;       /* command cells given back per flush */
 	struct lmn_msg *spare_msgs; /* released handles kept for reuse */
 	uint32_t n_spare;
 	uint32_t pend_head, pend_len;
@@ -64,10 +67,24 @@ struct lmn_conv {
 			  * from the segment) */
 	uint64_t deadline_ns;
 	uint64_t next_id;
+	struct lmn__tx tx; /* our end of the command channel (of the inbox,
+			    * when buffering); used by the one sending thread */
+	struct lmn__rx rx; /* our end of the inbox; by the one receiving thread */
 	int closed;  /* set once by lmn_conv_close, read by other threads (atomic) */
 	int closing; /* claimed by the one thread that records the final state */
 	struct lmn_conv_info final; /* state as of the close */
 	struct lmn_conv *prev, *next;
+};
+
+/* A server's own ends of a conversation it serves: it consumes the command
+ * channel and produces the inbox.  Taken up from the segment the first time
+ * this process serves the tenant gen, which may have been moved here from a
+ * server that died.  Bus lock held for all use. */
+struct lmn__serve_end {
+	uint32_t gen;
+	uint32_t attached;
+	struct lmn__rx cmd;
+	struct lmn__tx inbox;
 };
 
 struct lmn_msg {

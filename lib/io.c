@@ -115,6 +115,7 @@ static int enter(struct lmn_conv *conv, struct lmn__conv **ret)
 }
 
 struct room_ctx {
+	struct lmn_conv *conv;
 	struct lmn__conv *c;
 	struct lmn__channel *ch;
 };
@@ -123,7 +124,7 @@ static int room_or_end(void *p)
 {
 	struct room_ctx *x = p;
 
-	return lmn__chan_has_room(x->ch) || phase_error(ck_pr_load_32(&x->c->phase)) ||
+	return lmn__tx_room(&x->conv->tx, x->ch) || phase_error(ck_pr_load_32(&x->c->phase)) ||
 	       server_gone(x->c);
 }
 
@@ -157,12 +158,13 @@ LMN_EXPORT int lmn_send(lmn_conv *conv, const void *data, size_t len, unsigned i
 	ch = dir ? &c->inbox : &c->cmd;
 
 	for (;;) {
-		struct room_ctx x = {c, ch};
+		struct room_ctx x = {conv, c, ch};
 		uint64_t deadline;
 		uint32_t expect;
 
-		r = lmn__chan_reserve(ch, lmn__ringbuf(&bus->l, bus->base, conv->idx, dir * 2 + 1),
-				      &bus->l, &cell);
+		r = lmn__tx_reserve(&conv->tx, ch,
+				    lmn__ringbuf(&bus->l, bus->base, conv->idx, dir * 2 + 1), &bus->l,
+				    &cell);
 		if (r != -EAGAIN)
 			break;
 		if (flags & LMN_SEND_NONBLOCK)
@@ -221,10 +223,8 @@ LMN_EXPORT int lmn_send(lmn_conv *conv, const void *data, size_t len, unsigned i
 	env->length = (uint32_t)len;
 	if (len)
 		memcpy(env + 1, data, len);
-	r = lmn__chan_publish(ch, lmn__ringbuf(&bus->l, bus->base, conv->idx, dir * 2), &bus->l,
-			      cell);
-	if (r < 0)
-		return r;
+	lmn__tx_publish(&conv->tx, ch, lmn__ringbuf(&bus->l, bus->base, conv->idx, dir * 2),
+			&bus->l, cell);
 	ck_pr_store_64(&c->sent, c->sent + 1);
 	if (dir) {
 		if (lmn__word_signal(&ch->data_word))
@@ -242,6 +242,7 @@ LMN_EXPORT int lmn_send(lmn_conv *conv, const void *data, size_t len, unsigned i
 }
 
 struct data_ctx {
+	struct lmn_conv *conv;
 	struct lmn__conv *c;
 };
 
@@ -249,25 +250,22 @@ static int data_or_end(void *p)
 {
 	struct data_ctx *x = p;
 
-	return lmn__chan_has_data(&x->c->inbox) || ck_pr_load_32(&x->c->phase) > LMN__PHASE_ACTIVE ||
+	return lmn__rx_any(&x->conv->rx, &x->c->inbox, x->conv->bus->l.ring_size) != 0 || ck_pr_load_32(&x->c->phase) > LMN__PHASE_ACTIVE ||
 	       server_gone(x->c);
 }
 
-/* Consume the oldest inbox entry and give its cell back. */
-static int drop_one(struct lmn_conv *conv, struct lmn__conv *c, uint32_t cell)
+/* Consume the oldest inbox entry, which lmn__rx_peek() found, and give its
+ * cell back at once: replies come one at a time, there is nothing to batch. */
+static void drop_one(struct lmn_conv *conv, struct lmn__conv *c, uint32_t cell)
 {
 	struct lmn_bus *bus = conv->bus;
-	int r;
 
-	r = lmn__chan_take(&c->inbox, lmn__ringbuf(&bus->l, bus->base, conv->idx, 2), &bus->l,
-			   &cell);
-	if (r < 0)
-		return r;
-	r = lmn__chan_give_back(&c->inbox, lmn__ringbuf(&bus->l, bus->base, conv->idx, 3),
-				&bus->l, cell);
+	lmn__rx_advance(&conv->rx, &c->inbox);
+	lmn__rx_return(&conv->rx, lmn__ringbuf(&bus->l, bus->base, conv->idx, 3), bus->l.ring_size,
+		       cell);
+	(void)lmn__rx_flush(&conv->rx, &c->inbox);
 	if (lmn__word_signal(&c->inbox.free_word))
 		lmn__wake(&c->inbox.free_word);
-	return r;
 }
 
 /* Copy out the oldest inbox message if there is one: its length, -EAGAIN
@@ -284,22 +282,18 @@ static ssize_t take_one(struct lmn_conv *conv, struct lmn__conv *c, void *buf, s
 	int r;
 
 	for (;;) {
-		r = lmn__chan_peek(&c->inbox, lmn__ringbuf(&bus->l, bus->base, conv->idx, 2),
-				   &bus->l, &cell);
-		if (r == -EUCLEAN)
-			lmn__chan_skip(&c->inbox, bus->l.ring_size);
+		r = lmn__rx_peek(&conv->rx, &c->inbox, lmn__ringbuf(&bus->l, bus->base, conv->idx, 2),
+				 &bus->l, &cell);
 		if (r < 0)
 			return r;
 		env = (struct lmn__envelope *)lmn__cell(&bus->l, bus->base, conv->idx, 1, cell);
 		len = ck_pr_load_32(&env->length);
 		if (len > bus->l.max_message) {
-			r = drop_one(conv, c, cell);
-			return r < 0 ? r : -EBADMSG;
+			drop_one(conv, c, cell);
+			return -EBADMSG;
 		}
 		if (min_correlation && ck_pr_load_64(&env->correlation) < min_correlation) {
-			r = drop_one(conv, c, cell);
-			if (r < 0)
-				return r;
+			drop_one(conv, c, cell);
 			continue;
 		}
 		break;
@@ -308,9 +302,7 @@ static ssize_t take_one(struct lmn_conv *conv, struct lmn__conv *c, void *buf, s
 		return -EMSGSIZE;
 	if (len)
 		memcpy(buf, env + 1, len);
-	r = drop_one(conv, c, cell);
-	if (r < 0)
-		return r;
+	drop_one(conv, c, cell);
 	ck_pr_store_64(&c->received, c->received + 1);
 	return len;
 }
@@ -329,7 +321,7 @@ static ssize_t recv_impl(lmn_conv *conv, void *buf, size_t cap, int timeout_ms,
 		return r;
 
 	for (;;) {
-		struct data_ctx x = {c};
+		struct data_ctx x = {conv, c};
 		uint32_t expect, phase, server, server_gen = 0;
 		int32_t peer_cpu = -1;
 
@@ -343,7 +335,7 @@ static ssize_t recv_impl(lmn_conv *conv, void *buf, size_t cap, int timeout_ms,
 		if (phase == LMN__PHASE_FAILED ||
 		    (!conv->buffering && server_gone(c))) {
 			/* A reply may have landed just before the failure. */
-			if (lmn__chan_has_data(&c->inbox))
+			if (lmn__rx_any(&conv->rx, &c->inbox, conv->bus->l.ring_size) != 0)
 				continue;
 			return gone_error(c);
 		}

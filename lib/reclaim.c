@@ -43,9 +43,10 @@ static void crash_record(struct lmn__conv *c, const char *name, int32_t pid, uin
 
 /* Move a conversation whose server departed to another live server of the
  * same service.  Requests the old server took and had not answered are
- * marked for redelivery; ones it answered go back to the free ring (we are
- * their producer now: the old server is gone and the new one is not yet
- * installed).  Requests still in the ring simply wait for the new server.
+ * marked for redelivery; ones it answered, and ones it released but had
+ * not yet published back (RETURNING), go back to the free ring (we stand in
+ * for its consumer end now: the old server is gone and the new one is not
+ * yet installed).  Requests still in the ring simply wait for the new server.
  * Returns 1 when moved. */
 static int reroute(const struct lmn__layout *l, void *base, struct lmn__conv *c, uint32_t idx,
 		   uint32_t gen)
@@ -83,7 +84,7 @@ static int reroute(const struct lmn__layout *l, void *base, struct lmn__conv *c,
 		if (st == LMN__CELL_HELD || st == LMN__CELL_REDELIVER) {
 			ck_pr_store_8(&states[i], LMN__CELL_REDELIVER);
 			redeliver++;
-		} else if (st == LMN__CELL_ANSWERED) {
+		} else if (st == LMN__CELL_ANSWERED || st == LMN__CELL_RETURNING) {
 			ck_pr_store_8(&states[i], LMN__CELL_IDLE);
 			(void)lmn__chan_give_back(&c->cmd, lmn__ringbuf(l, base, idx, 1), l, i);
 		}

@@ -139,14 +139,64 @@ static int take_redelivery(struct lmn_bus *bus, struct lmn__conv *c, uint32_t id
 	return 0;
 }
 
-/* Give a command cell back to the initiator, waking it if it waits for room. */
-static void give_back(struct lmn_bus *bus, struct lmn__conv *c, uint32_t idx, uint32_t cell)
+/* Our ends of conversation idx, tenant gen, taken up on first use.  NULL
+ * when the counters in the segment are damaged. */
+static struct lmn__serve_end *ends_of(struct lmn_bus *bus, struct lmn__conv *c, uint32_t idx,
+				      uint32_t gen)
 {
-	ck_pr_store_8(&lmn__cell_states(&bus->l, bus->base, idx)[cell], LMN__CELL_IDLE);
-	(void)lmn__chan_give_back(&c->cmd, lmn__ringbuf(&bus->l, bus->base, idx, 1), &bus->l,
-				  cell);
-	if (lmn__word_signal(&c->cmd.free_word))
+	struct lmn__serve_end *e = &bus->ends[idx];
+
+	if (e->attached && e->gen == gen)
+		return e;
+	e->attached = 0;
+	if (lmn__rx_attach(&e->cmd, &c->cmd, bus->l.ring_size) < 0 ||
+	    lmn__tx_attach(&e->inbox, &c->inbox, bus->l.ring_size) < 0)
+		return NULL;
+	e->gen = gen;
+	e->attached = 1;
+	return e;
+}
+
+/* Publish the command cells given back since the last flush, and wake the
+ * initiator if it waits for room: one fence for the batch.  The cells are
+ * marked idle first, so that a reaper finding one still RETURNING knows it
+ * never reached the initiator. */
+static void flush_returns(struct lmn_bus *bus, struct lmn__conv *c, uint32_t idx,
+			  struct lmn__serve_end *e)
+{
+	uint8_t *states = lmn__cell_states(&bus->l, bus->base, idx);
+	struct ck_ring_buffer *fb = lmn__ringbuf(&bus->l, bus->base, idx, 1);
+	uint32_t n = lmn__rx_unflushed(&e->cmd);
+
+	if (!n)
+		return;
+	for (uint32_t i = 0; i < n; i++) {
+		uint32_t cell = lmn__rx_unflushed_cell(&e->cmd, fb, bus->l.ring_size, i);
+
+		if (cell < bus->l.ring_depth)
+			ck_pr_store_8(&states[cell], LMN__CELL_IDLE);
+	}
+	/* Orders the idle marks before the tail that hands the cells over. */
+	ck_pr_fence_store();
+	if (lmn__rx_flush(&e->cmd, &c->cmd) && lmn__word_signal(&c->cmd.free_word))
 		lmn__wake(&c->cmd.free_word);
+}
+
+/* Give a command cell back to the initiator.  Cells go back in batches
+ * while more requests wait in the ring (a stream), which saves a fence and
+ * a cache line per request, and at once when the ring is empty.  So cells
+ * are held back only while a request is queued that this server will take,
+ * and taking the last one flushes them (take_from): a sender never waits
+ * for room that a server idle on its conversation keeps. */
+static void give_back(struct lmn_bus *bus, struct lmn__conv *c, uint32_t idx,
+		      struct lmn__serve_end *e, uint32_t cell)
+{
+	ck_pr_store_8(&lmn__cell_states(&bus->l, bus->base, idx)[cell], LMN__CELL_RETURNING);
+	lmn__rx_return(&e->cmd, lmn__ringbuf(&bus->l, bus->base, idx, 1), bus->l.ring_size, cell);
+	if (lmn__rx_unflushed(&e->cmd) < bus->return_batch &&
+	    lmn__rx_any(&e->cmd, &c->cmd, bus->l.ring_size) > 0)
+		return;
+	flush_returns(bus, c, idx, e);
 }
 
 /* Take the next message of conversation idx, if it is ours and has one. */
@@ -154,9 +204,11 @@ static int take_from(struct lmn_bus *bus, uint32_t idx, struct lmn_msg **ret)
 {
 	struct lmn__conv *c = lmn__conv_at(&bus->l, bus->base, idx);
 	uint64_t w = ck_pr_load_64(&c->slot);
+	struct ck_ring_buffer *db = lmn__ringbuf(&bus->l, bus->base, idx, 0);
 	struct lmn__envelope *env;
+	struct lmn__serve_end *e;
 	struct lmn_msg *m;
-	uint32_t phase, cell, len, gen = lmn__slot_gen(w);
+	uint32_t phase, cell, next, len, gen = lmn__slot_gen(w);
 	unsigned int flags = 0;
 	bool initiator_gone;
 	int r;
@@ -177,6 +229,9 @@ static int take_from(struct lmn_bus *bus, uint32_t idx, struct lmn_msg **ret)
 	ck_pr_fence_load();
 	if (ck_pr_load_64(&c->slot) != w)
 		return -EAGAIN;
+	e = ends_of(bus, c, idx, gen);
+	if (!e)
+		return -EUCLEAN;
 	/* The phase first: a close is published after the initiator's last
 	 * request, so an empty ring seen after a closed phase is final. */
 	phase = ck_pr_load_32(&c->phase);
@@ -186,9 +241,11 @@ static int take_from(struct lmn_bus *bus, uint32_t idx, struct lmn_msg **ret)
 	if (initiator_gone) {
 		/* Nobody will read the answers: drop what is queued, then
 		 * tell the server the conversation is gone. */
-		while (lmn__chan_take(&c->cmd, lmn__ringbuf(&bus->l, bus->base, idx, 0), &bus->l,
-				      &cell) == 0)
-			give_back(bus, c, idx, cell);
+		while (lmn__rx_peek(&e->cmd, &c->cmd, db, &bus->l, &cell) == 0) {
+			lmn__rx_advance(&e->cmd, &c->cmd);
+			give_back(bus, c, idx, e, cell);
+		}
+		flush_returns(bus, c, idx, e);
 		ck_pr_store_32(&c->redeliver, 0);
 		r = -EAGAIN;
 	} else if (take_redelivery(bus, c, idx, &cell) == 0) {
@@ -198,13 +255,26 @@ static int take_from(struct lmn_bus *bus, uint32_t idx, struct lmn_msg **ret)
 		/* Mark the cell held before moving the ring past it: a server
 		 * killed in between leaves it both marked and queued (reroute
 		 * sees that and lets the ring deliver it), never neither. */
-		r = lmn__chan_peek(&c->cmd, lmn__ringbuf(&bus->l, bus->base, idx, 0), &bus->l,
-				   &cell);
+		r = lmn__rx_peek(&e->cmd, &c->cmd, db, &bus->l, &cell);
 		if (r == 0) {
+			/* The next request is already known to be there:
+			 * start pulling its cell over from the sender's core
+			 * while this one is handled. */
+			if (lmn__rx_peek_next(&e->cmd, db, &bus->l, &next) == 0) {
+				const char *n = lmn__cell(&bus->l, bus->base, idx, 0, next);
+
+				__builtin_prefetch(n);
+				__builtin_prefetch(n + sizeof(struct lmn__envelope));
+			}
 			ck_pr_store_8(&lmn__cell_states(&bus->l, bus->base, idx)[cell],
 				      LMN__CELL_HELD);
 			ck_pr_fence_store();
-			lmn__ring_advance(&c->cmd.data);
+			lmn__rx_advance(&e->cmd, &c->cmd);
+			/* That was the last one queued: cells held back for a
+			 * batch go now (see give_back). */
+			if (lmn__rx_unflushed(&e->cmd) &&
+			    lmn__rx_any(&e->cmd, &c->cmd, bus->l.ring_size) <= 0)
+				flush_returns(bus, c, idx, e);
 		}
 	}
 	if (r == -EAGAIN) {
@@ -223,9 +293,9 @@ static int take_from(struct lmn_bus *bus, uint32_t idx, struct lmn_msg **ret)
 		goto out;
 	}
 	if (r < 0) {
-		/* A damaged entry: skip it so it cannot block the ring, and
-		 * keep the conversation pending for what follows. */
-		lmn__chan_skip(&c->cmd, bus->l.ring_size);
+		/* A damaged entry (lmn__rx_peek dropped it so that it cannot
+		 * block the ring): keep the conversation pending for what
+		 * follows. */
 		pend_push(bus, idx);
 		return -EBADMSG;
 	}
@@ -237,7 +307,7 @@ static int take_from(struct lmn_bus *bus, uint32_t idx, struct lmn_msg **ret)
 		 * memory, is dropped: its cell goes back (waking a sender that
 		 * waits for room), and the conversation stays pending so the
 		 * requests behind it are not stranded.  The call says why. */
-		give_back(bus, c, idx, cell);
+		give_back(bus, c, idx, e, cell);
 		pend_push(bus, idx);
 		return len > bus->l.max_message ? -EBADMSG : -ENOMEM;
 	}
@@ -375,13 +445,21 @@ LMN_EXPORT int lmn_next(lmn_bus *bus, lmn_msg **ret, int timeout_ms)
 		bus->pending = calloc(bus->l.conversations, sizeof(*bus->pending));
 		bus->queued = calloc(bus->l.ready_leaf_words, sizeof(*bus->queued));
 		bus->watched = calloc(bus->l.conversations, sizeof(*bus->watched));
-		if (!bus->pending || !bus->queued || !bus->watched) {
+		bus->ends = calloc(bus->l.conversations, sizeof(*bus->ends));
+		/* Half a ring per batch: the sender keeps the other half to
+		 * fill meanwhile.  Batches of more than 16 save no more. */
+		bus->return_batch = bus->l.ring_depth / 2 > 16 ? 16 : bus->l.ring_depth / 2;
+		if (!bus->return_batch)
+			bus->return_batch = 1;
+		if (!bus->pending || !bus->queued || !bus->watched || !bus->ends) {
 			free(bus->pending);
 			free(bus->queued);
 			free(bus->watched);
+			free(bus->ends);
 			bus->pending = NULL;
 			bus->queued = NULL;
 			bus->watched = NULL;
+			bus->ends = NULL;
 			pthread_mutex_unlock(&bus->lock);
 			return -ENOMEM;
 		}
@@ -436,6 +514,7 @@ LMN_EXPORT int lmn_reply(lmn_msg *msg, const void *data, size_t len)
 {
 	struct lmn_bus *bus;
 	struct lmn__envelope *env;
+	struct lmn__serve_end *e;
 	struct lmn__conv *c;
 	uint32_t cell, phase;
 	int r;
@@ -469,10 +548,15 @@ LMN_EXPORT int lmn_reply(lmn_msg *msg, const void *data, size_t len)
 		r = -ECONNRESET;
 		goto out;
 	}
+	e = ends_of(bus, c, msg->conv, msg->conv_gen);
+	if (!e) {
+		r = -EUCLEAN;
+		goto out;
+	}
 	/* A server never waits for a client: a full inbox is the client's
 	 * problem, reported to the server as -EAGAIN. */
-	r = lmn__chan_reserve(&c->inbox, lmn__ringbuf(&bus->l, bus->base, msg->conv, 3), &bus->l,
-			      &cell);
+	r = lmn__tx_reserve(&e->inbox, &c->inbox, lmn__ringbuf(&bus->l, bus->base, msg->conv, 3),
+			    &bus->l, &cell);
 	if (r < 0)
 		goto out;
 	env = (struct lmn__envelope *)lmn__cell(&bus->l, bus->base, msg->conv, 1, cell);
@@ -483,10 +567,8 @@ LMN_EXPORT int lmn_reply(lmn_msg *msg, const void *data, size_t len)
 	env->length = (uint32_t)len;
 	if (len)
 		memcpy(env + 1, data, len);
-	r = lmn__chan_publish(&c->inbox, lmn__ringbuf(&bus->l, bus->base, msg->conv, 2), &bus->l,
-			      cell);
-	if (r < 0)
-		goto out;
+	lmn__tx_publish(&e->inbox, &c->inbox, lmn__ringbuf(&bus->l, bus->base, msg->conv, 2),
+			&bus->l, cell);
 	ck_pr_store_64(&c->replied, c->replied + 1);
 	ck_pr_store_8(&lmn__cell_states(&bus->l, bus->base, msg->conv)[msg->cell],
 		      LMN__CELL_ANSWERED);
@@ -511,7 +593,10 @@ static void release_locked(struct lmn_bus *bus, struct lmn_msg *msg)
 	    ck_pr_load_32(&c->server_gen) != bus->self_gen)
 		return;
 	if (msg->kind == LMN_MSG_REQUEST) {
-		give_back(bus, c, msg->conv, msg->cell);
+		struct lmn__serve_end *e = ends_of(bus, c, msg->conv, msg->conv_gen);
+
+		if (e)
+			give_back(bus, c, msg->conv, e, msg->cell);
 		if (c->server_held)
 			c->server_held--;
 	} else {

@@ -152,6 +152,8 @@ enum {
 	LMN__CELL_HELD = 1,       /* taken by the server, not answered */
 	LMN__CELL_ANSWERED = 2,   /* taken and answered, not yet released */
 	LMN__CELL_REDELIVER = 3,  /* its server died unanswered: deliver again */
+	LMN__CELL_RETURNING = 4,  /* released, in the free ring but not yet
+				   * published there: a reaper gives it back */
 };
 
 /* One direction of a conversation.  Cells are handed from producer to
