@@ -333,6 +333,59 @@ START_TEST(route_next_second_death)
 }
 END_TEST
 
+/* ROUTE_NEXT: a server gives command cells back in batches while requests
+ * are queued.  One killed with cells released but not yet handed back must
+ * not take them with it: after the move the conversation still has every
+ * cell of its ring. */
+START_TEST(route_next_keeps_returning_cells)
+{
+	const char *name = th_bus(8, 8, 64);
+	struct lmn_conv_config cfg = th_cfg(LMN_POLICY_ROUTE_NEXT);
+	const char *req[] = {"a", "b", "c", "hold:s1", "d", "e", "f", "g"};
+	const char *rep[] = {"a", "b", "c", "R:hold:s1", "d", "e", "f", "g"};
+	struct srv s1, s2;
+	lmn_bus *bus;
+	lmn_conv *conv;
+	pid_t p1 = start_srv(&s1, name, "s1", "svc"), p2;
+	char buf[64];
+	int st, sent = 0;
+
+	ck_assert_int_eq(lmn_bus_join(name, "cli", &bus), 0);
+	ck_assert_int_eq(lmn_conv_open(bus, "svc", &cfg, &conv), 0);
+	p2 = start_srv(&s2, name, "s2", "svc");
+	/* Fill the ring while s1 is stopped, so that it finds requests
+	 * queued behind each one it releases: it holds those cells back. */
+	ck_assert_int_eq(kill(p1, SIGSTOP), 0);
+	ck_assert_int_eq(waitpid(p1, &st, WUNTRACED), p1);
+	ck_assert(WIFSTOPPED(st));
+	for (int i = 0; i < 8; i++)
+		ck_assert_int_eq(lmn_send(conv, req[i], strlen(req[i]), LMN_SEND_NONBLOCK), 0);
+	ck_assert_int_eq(kill(p1, SIGCONT), 0);
+	ck_assert_int_eq(th_event_await(&s1.holding, TH_TIMEOUT_MS), 0);
+	kill_and_reap(p1);
+	/* s1's three replies, then s2's: the held request again, the rest. */
+	for (int i = 0; i < 8; i++) {
+		ssize_t n = lmn_recv(conv, buf, sizeof(buf), TH_TIMEOUT_MS);
+
+		ck_assert_int_eq(n, (ssize_t)strlen(rep[i]));
+		ck_assert_mem_eq(buf, rep[i], (size_t)n);
+	}
+	/* s2 holds one request; every other cell must be free to send in. */
+	ck_assert_int_eq(lmn_send(conv, "hold:s2", 7, 0), 0);
+	ck_assert_int_eq(th_event_await(&s2.holding, TH_TIMEOUT_MS), 0);
+	while (lmn_send(conv, "x", 1, LMN_SEND_NONBLOCK) == 0)
+		sent++;
+	ck_assert_int_eq(sent, 7);
+	ck_assert_int_eq(lmn_send(conv, "x", 1, LMN_SEND_NONBLOCK), -EAGAIN);
+	lmn_conv_free(conv);
+	lmn_bus_leave(bus);
+	/* Nobody depends on s2 now: gc reclaims it. */
+	kill_and_reap(p2);
+	ck_assert_int_eq(lmn_bus_gc(name), 1);
+	assert_bus_empty(name);
+}
+END_TEST
+
 /* ROUTE_NEXT on a clean leave: a server that leaves with a request in hand
  * does not lose it; the next server answers it, marked redelivered. */
 START_TEST(route_next_on_leave)
@@ -678,6 +731,7 @@ int main(void)
 	tcase_add_test(tc, route_next_redelivers);
 	tcase_add_test(tc, route_next_second_death);
 	tcase_add_test(tc, route_next_on_leave);
+	tcase_add_test(tc, route_next_keeps_returning_cells);
 	tcase_add_test(tc, compensate_records);
 	tcase_add_test(tc, initiator_death_tells_server);
 	tcase_add_test(tc, same_name_restart);
