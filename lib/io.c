@@ -255,7 +255,11 @@ static int data_or_end(void *p)
 }
 
 /* Consume the oldest inbox entry, which lmn__rx_peek() found, and give its
- * cell back at once: replies come one at a time, there is nothing to batch. */
+ * cell back at once: replies come one at a time, there is nothing to batch.
+ * Only a buffering conversation's sender ever waits for room in the inbox
+ * (a server gets -EAGAIN instead), so only then is there anyone to signal:
+ * the fence that signalling takes would otherwise sit on every call's
+ * path. */
 static void drop_one(struct lmn_conv *conv, struct lmn__conv *c, uint32_t cell)
 {
 	struct lmn_bus *bus = conv->bus;
@@ -264,7 +268,7 @@ static void drop_one(struct lmn_conv *conv, struct lmn__conv *c, uint32_t cell)
 	lmn__rx_return(&conv->rx, lmn__ringbuf(&bus->l, bus->base, conv->idx, 3), bus->l.ring_size,
 		       cell);
 	(void)lmn__rx_flush(&conv->rx, &c->inbox);
-	if (lmn__word_signal(&c->inbox.free_word))
+	if (conv->buffering && lmn__word_signal(&c->inbox.free_word))
 		lmn__wake(&c->inbox.free_word);
 }
 
