@@ -160,7 +160,11 @@ static struct lmn__serve_end *ends_of(struct lmn_bus *bus, struct lmn__conv *c, 
 /* Publish the command cells given back since the last flush, and wake the
  * initiator if it waits for room: one fence for the batch.  The cells are
  * marked idle first, so that a reaper finding one still RETURNING knows it
- * never reached the initiator. */
+ * never reached the initiator (a server killed between the marks and the
+ * tail loses those cells instead, until the conversation ends; never the
+ * other way round, which would hand one cell out twice).  A cell number
+ * read back from the free ring is trusted only as far as the state says
+ * it was ours to return. */
 static void flush_returns(struct lmn_bus *bus, struct lmn__conv *c, uint32_t idx,
 			  struct lmn__serve_end *e)
 {
@@ -173,11 +177,10 @@ static void flush_returns(struct lmn_bus *bus, struct lmn__conv *c, uint32_t idx
 	for (uint32_t i = 0; i < n; i++) {
 		uint32_t cell = lmn__rx_unflushed_cell(&e->cmd, fb, bus->l.ring_size, i);
 
-		if (cell < bus->l.ring_depth)
+		if (cell < bus->l.ring_depth && ck_pr_load_8(&states[cell]) == LMN__CELL_RETURNING)
 			ck_pr_store_8(&states[cell], LMN__CELL_IDLE);
 	}
-	/* Orders the idle marks before the tail that hands the cells over. */
-	ck_pr_fence_store();
+	/* lmn__rx_flush() orders the idle marks before the tail. */
 	if (lmn__rx_flush(&e->cmd, &c->cmd) && lmn__word_signal(&c->cmd.free_word))
 		lmn__wake(&c->cmd.free_word);
 }
@@ -295,7 +298,10 @@ static int take_from(struct lmn_bus *bus, uint32_t idx, struct lmn_msg **ret)
 	if (r < 0) {
 		/* A damaged entry (lmn__rx_peek dropped it so that it cannot
 		 * block the ring): keep the conversation pending for what
-		 * follows. */
+		 * follows, and if it was the last one queued, let the cells
+		 * held back for a batch go (see give_back). */
+		if (lmn__rx_unflushed(&e->cmd) && lmn__rx_any(&e->cmd, &c->cmd, bus->l.ring_size) <= 0)
+			flush_returns(bus, c, idx, e);
 		pend_push(bus, idx);
 		return -EBADMSG;
 	}

@@ -303,9 +303,12 @@ static inline int lmn__rx_flush(struct lmn__rx *rx, struct lmn__channel *ch)
 {
 	if (rx->free_p == rx->free_pub)
 		return 0;
-	/* Orders the slots written by lmn__rx_return() before the tail that
-	 * publishes them. */
-	ck_pr_fence_store();
+	/* Release: orders the slots written by lmn__rx_return(), and
+	 * everything the caller stored and loaded before (the cell states,
+	 * the reads of the released cells), before the tail that hands the
+	 * cells to the producer for refilling.  A store fence would leave
+	 * the loads unordered where stores may pass them (arm64). */
+	ck_pr_fence_release();
 	ck_pr_store_uint(&ch->free.p_tail, rx->free_p);
 	rx->free_pub = rx->free_p;
 	return 1;
