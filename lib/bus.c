@@ -338,7 +338,6 @@ LMN_EXPORT int lmn_bus_leave(lmn_bus *bus)
 	lmn__msgs_spare_free(bus);
 	free(bus->pending);
 	free(bus->queued);
-	free(bus->watched);
 	free(bus->ends);
 	free(bus);
 	return 0;

@@ -37,8 +37,6 @@ struct lmn_bus {
 	 * FIFO of indices with a bitmap that keeps each in it at most once. */
 	uint32_t *pending;
 	uint64_t *queued;
-	uint32_t *watched;          /* per conversation: the generation whose
-				     * initiator the sentinel already watches */
 	struct lmn__serve_end *ends; /* per conversation: our ends, as server */
 	uint32_t return_batch;       /* command cells given back per flush */
 	struct lmn_msg *spare_msgs; /* released handles kept for reuse */
@@ -83,6 +81,7 @@ struct lmn_conv {
 struct lmn__serve_end {
 	uint32_t gen;
 	uint32_t attached;
+	uint32_t watching; /* the sentinel watches this tenant's initiator */
 	struct lmn__rx cmd;
 	struct lmn__tx inbox;
 };
@@ -200,6 +199,10 @@ uint64_t lmn__self_pidfs_ino(void);
 /* serve.c */
 void lmn__serve_leave(struct lmn_bus *bus);
 void lmn__msgs_spare_free(struct lmn_bus *bus);
+struct lmn_msg *lmn__msg_alloc(struct lmn_bus *bus);
+void lmn__msg_free(struct lmn_bus *bus, struct lmn_msg *m);
+void lmn__msgs_add(struct lmn_bus *bus, struct lmn_msg *m);
+void lmn__msgs_del(struct lmn_bus *bus, struct lmn_msg *m);
 
 /* sentinel.c: a thread per process that sleeps on the pidfds of the
  * participants this process depends on, and reaps them when they die. */

@@ -3,7 +3,7 @@
  * The serving side: lmn_next() hands out requests from every conversation
  * addressed to this participant, in place in their command-ring cells;
  * lmn_reply() writes into the conversation's inbox; lmn_msg_release() gives
- * the cell back.
+ * the cell back.  The handles themselves are msg.c's.
  *
  * The server is the one consumer of each command channel and the one
  * producer of each inbox.  The bus lock serializes those roles between the
@@ -41,61 +41,6 @@ static uint32_t pend_pop(struct lmn_bus *bus)
 	bus->pend_len--;
 	bus->queued[conv / 64] &= ~(1ull << (conv % 64));
 	return conv;
-}
-
-static void msgs_add(struct lmn_bus *bus, struct lmn_msg *m)
-{
-	m->prev = NULL;
-	m->next = bus->msgs;
-	if (bus->msgs)
-		bus->msgs->prev = m;
-	bus->msgs = m;
-}
-
-static void msgs_del(struct lmn_bus *bus, struct lmn_msg *m)
-{
-	if (m->prev)
-		m->prev->next = m->next;
-	else
-		bus->msgs = m->next;
-	if (m->next)
-		m->next->prev = m->prev;
-}
-
-/* Message handles come and go with every request: keep a few for reuse
- * rather than going to malloc each time.  Bus lock held. */
-static struct lmn_msg *msg_alloc(struct lmn_bus *bus)
-{
-	struct lmn_msg *m = bus->spare_msgs;
-
-	if (!m)
-		return calloc(1, sizeof(*m));
-	bus->spare_msgs = m->next;
-	bus->n_spare--;
-	memset(m, 0, sizeof(*m));
-	return m;
-}
-
-static void msg_free(struct lmn_bus *bus, struct lmn_msg *m)
-{
-	if (bus->n_spare >= 64) {
-		free(m);
-		return;
-	}
-	m->next = bus->spare_msgs;
-	bus->spare_msgs = m;
-	bus->n_spare++;
-}
-
-void lmn__msgs_spare_free(struct lmn_bus *bus)
-{
-	while (bus->spare_msgs) {
-		struct lmn_msg *m = bus->spare_msgs;
-
-		bus->spare_msgs = m->next;
-		free(m);
-	}
-	bus->n_spare = 0;
 }
 
 /* The server's part of a conversation is over: it saw the close and holds
@@ -154,6 +99,7 @@ static struct lmn__serve_end *ends_of(struct lmn_bus *bus, struct lmn__conv *c, 
 		return NULL;
 	e->gen = gen;
 	e->attached = 1;
+	e->watching = 0;
 	return e;
 }
 
@@ -185,6 +131,15 @@ static void flush_returns(struct lmn_bus *bus, struct lmn__conv *c, uint32_t idx
 		lmn__wake(&c->cmd.free_word);
 }
 
+/* Let the cells held back for a batch go once nothing more is queued (see
+ * give_back). */
+static void flush_if_drained(struct lmn_bus *bus, struct lmn__conv *c, uint32_t idx,
+			     struct lmn__serve_end *e)
+{
+	if (lmn__rx_unflushed(&e->cmd) && lmn__rx_any(&e->cmd, &c->cmd, bus->l.ring_size) <= 0)
+		flush_returns(bus, c, idx, e);
+}
+
 /* Give a command cell back to the initiator.  Cells go back in batches
  * while more requests wait in the ring (a stream), which saves a fence and
  * a cache line per request, and at once when the ring is empty.  So cells
@@ -196,10 +151,10 @@ static void give_back(struct lmn_bus *bus, struct lmn__conv *c, uint32_t idx,
 {
 	ck_pr_store_8(&lmn__cell_states(&bus->l, bus->base, idx)[cell], LMN__CELL_RETURNING);
 	lmn__rx_return(&e->cmd, lmn__ringbuf(&bus->l, bus->base, idx, 1), bus->l.ring_size, cell);
-	if (lmn__rx_unflushed(&e->cmd) < bus->return_batch &&
-	    lmn__rx_any(&e->cmd, &c->cmd, bus->l.ring_size) > 0)
-		return;
-	flush_returns(bus, c, idx, e);
+	if (lmn__rx_unflushed(&e->cmd) >= bus->return_batch)
+		flush_returns(bus, c, idx, e);
+	else
+		flush_if_drained(bus, c, idx, e);
 }
 
 /* Take the next message of conversation idx, if it is ours and has one. */
@@ -273,17 +228,13 @@ static int take_from(struct lmn_bus *bus, uint32_t idx, struct lmn_msg **ret)
 				      LMN__CELL_HELD);
 			ck_pr_fence_store();
 			lmn__rx_advance(&e->cmd, &c->cmd);
-			/* That was the last one queued: cells held back for a
-			 * batch go now (see give_back). */
-			if (lmn__rx_unflushed(&e->cmd) &&
-			    lmn__rx_any(&e->cmd, &c->cmd, bus->l.ring_size) <= 0)
-				flush_returns(bus, c, idx, e);
+			flush_if_drained(bus, c, idx, e);
 		}
 	}
 	if (r == -EAGAIN) {
 		if (phase < LMN__PHASE_COMPLETING || c->close_delivered)
 			return -EAGAIN;
-		m = msg_alloc(bus);
+		m = lmn__msg_alloc(bus);
 		if (!m) {
 			pend_push(bus, idx); /* the notice is still owed */
 			return -ENOMEM;
@@ -299,15 +250,14 @@ static int take_from(struct lmn_bus *bus, uint32_t idx, struct lmn_msg **ret)
 		/* A damaged entry (lmn__rx_peek dropped it so that it cannot
 		 * block the ring): keep the conversation pending for what
 		 * follows, and if it was the last one queued, let the cells
-		 * held back for a batch go (see give_back). */
-		if (lmn__rx_unflushed(&e->cmd) && lmn__rx_any(&e->cmd, &c->cmd, bus->l.ring_size) <= 0)
-			flush_returns(bus, c, idx, e);
+		 * held back for a batch go. */
+		flush_if_drained(bus, c, idx, e);
 		pend_push(bus, idx);
 		return -EBADMSG;
 	}
 	env = (struct lmn__envelope *)lmn__cell(&bus->l, bus->base, idx, 0, cell);
 	len = ck_pr_load_32(&env->length);
-	m = len <= bus->l.max_message ? msg_alloc(bus) : NULL;
+	m = len <= bus->l.max_message ? lmn__msg_alloc(bus) : NULL;
 	if (!m) {
 		/* A damaged message, or one we cannot hand out for want of
 		 * memory, is dropped: its cell goes back (waking a sender that
@@ -329,8 +279,8 @@ static int take_from(struct lmn_bus *bus, uint32_t idx, struct lmn_msg **ret)
 	bus->last_peer_cpu = ck_pr_load_32((uint32_t *)&c->cmd.producer_cpu);
 	/* The initiator is a peer we now depend on: hear of its death (once
 	 * per conversation, not per request). */
-	if (bus->watched[idx] != gen) {
-		bus->watched[idx] = gen;
+	if (!e->watching) {
+		e->watching = 1;
 		lmn__sentinel_watch(bus, ck_pr_load_32(&c->initiator),
 				    ck_pr_load_32(&c->initiator_gen));
 	}
@@ -339,7 +289,7 @@ out:
 	m->conv = idx;
 	m->conv_gen = gen;
 	m->sender_known = 0; /* copied from the segment when asked for */
-	msgs_add(bus, m);
+	lmn__msgs_add(bus, m);
 	*ret = m;
 	return 0;
 }
@@ -450,21 +400,18 @@ LMN_EXPORT int lmn_next(lmn_bus *bus, lmn_msg **ret, int timeout_ms)
 	if (!bus->pending) {
 		bus->pending = calloc(bus->l.conversations, sizeof(*bus->pending));
 		bus->queued = calloc(bus->l.ready_leaf_words, sizeof(*bus->queued));
-		bus->watched = calloc(bus->l.conversations, sizeof(*bus->watched));
 		bus->ends = calloc(bus->l.conversations, sizeof(*bus->ends));
 		/* Half a ring per batch: the sender keeps the other half to
 		 * fill meanwhile.  Batches of more than 16 save no more. */
 		bus->return_batch = bus->l.ring_depth / 2 > 16 ? 16 : bus->l.ring_depth / 2;
 		if (!bus->return_batch)
 			bus->return_batch = 1;
-		if (!bus->pending || !bus->queued || !bus->watched || !bus->ends) {
+		if (!bus->pending || !bus->queued || !bus->ends) {
 			free(bus->pending);
 			free(bus->queued);
-			free(bus->watched);
 			free(bus->ends);
 			bus->pending = NULL;
 			bus->queued = NULL;
-			bus->watched = NULL;
 			bus->ends = NULL;
 			pthread_mutex_unlock(&bus->lock);
 			return -ENOMEM;
@@ -590,7 +537,7 @@ static void release_locked(struct lmn_bus *bus, struct lmn_msg *msg)
 {
 	struct lmn__conv *c = lmn__conv_at(&bus->l, bus->base, msg->conv);
 
-	msgs_del(bus, msg);
+	lmn__msgs_del(bus, msg);
 	if (ck_pr_load_64(&c->slot) != lmn__slot_word(msg->conv_gen, LMN__SLOT_LIVE))
 		return;
 	/* A conversation moved to another server since: the cell is not
@@ -625,7 +572,7 @@ LMN_EXPORT int lmn_msg_release(lmn_msg *msg)
 	}
 	pthread_mutex_lock(&bus->lock);
 	release_locked(bus, msg);
-	msg_free(bus, msg);
+	lmn__msg_free(bus, msg);
 	pthread_mutex_unlock(&bus->lock);
 	return 0;
 }
@@ -642,7 +589,7 @@ void lmn__serve_leave(struct lmn_bus *bus)
 	while (bus->msgs) {
 		struct lmn_msg *m = bus->msgs;
 
-		msgs_del(bus, m);
+		lmn__msgs_del(bus, m);
 		/* The sender's name stays readable after the detach. */
 		(void)lmn_msg_sender(m);
 		m->bus = NULL;
@@ -652,51 +599,4 @@ void lmn__serve_leave(struct lmn_bus *bus)
 	pthread_mutex_unlock(&bus->lock);
 	lmn__part_begin_leave(&bus->l, bus->base, bus->self_idx, bus->self_gen);
 	lmn__part_departed(&bus->l, bus->base, bus->self_idx, bus->self_gen, LMN__HEALTH_LEFT);
-}
-
-LMN_EXPORT const void *lmn_msg_data(const lmn_msg *msg)
-{
-	return msg ? msg->data : NULL;
-}
-
-LMN_EXPORT size_t lmn_msg_size(const lmn_msg *msg)
-{
-	return msg ? msg->len : 0;
-}
-
-LMN_EXPORT int lmn_msg_kind(const lmn_msg *msg)
-{
-	return msg ? msg->kind : -EINVAL;
-}
-
-LMN_EXPORT unsigned int lmn_msg_flags(const lmn_msg *msg)
-{
-	return msg ? msg->flags : 0;
-}
-
-LMN_EXPORT uint64_t lmn_msg_conv_id(const lmn_msg *msg)
-{
-	return msg ? ((uint64_t)msg->conv_gen << 32) | msg->conv : 0;
-}
-
-LMN_EXPORT const char *lmn_msg_sender(const lmn_msg *msg)
-{
-	struct lmn_msg *m = (struct lmn_msg *)msg;
-	struct lmn__conv *c;
-
-	if (!m)
-		return NULL;
-	/* Copied on first use, not for every request: most servers never
-	 * ask.  The server's reference pins the conversation while the
-	 * message is held, so the name read here is the sender's. */
-	if (!m->sender_known) {
-		m->sender_name[0] = '\0';
-		if (m->bus) {
-			c = lmn__conv_at(&m->bus->l, m->bus->base, m->conv);
-			if (lmn__name_copy(m->sender_name, c->initiator_name) < 0)
-				m->sender_name[0] = '\0';
-		}
-		m->sender_known = 1;
-	}
-	return m->sender_name;
 }

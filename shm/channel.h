@@ -27,12 +27,14 @@
 #include "layout.h"
 
 /*
- * The SPSC operations are ck_ring's (the same struct, the same counters and
- * fences), done here with the process's own validated ring size instead of
- * the size and mask stored in the segment: ck_ring reads its mask from the
- * ring on every call, and a mask damaged between a check and that read would
- * index outside the buffer.  Counters read from the segment are checked
- * against that size as well.
+ * The rings are ck_ring's (the same struct, the same counters and fences),
+ * used with the process's own validated ring size instead of the size and
+ * mask stored in the segment: ck_ring reads its mask from the ring on every
+ * call, and a mask damaged between a check and that read would index
+ * outside the buffer.  Counters read from the segment are checked against
+ * that size as well.  lmn__ring_put() is the plain put, through the
+ * counters in the segment, for setting a channel up and for a reaper; the
+ * ends below do the rest.
  */
 static inline int lmn__ring_put(struct ck_ring *r, struct ck_ring_buffer *buf, uint32_t size,
 				uintptr_t v)
@@ -49,33 +51,6 @@ static inline int lmn__ring_put(struct ck_ring *r, struct ck_ring_buffer *buf, u
 	ck_pr_fence_store();
 	ck_pr_store_uint(&r->p_tail, p + 1);
 	return 0;
-}
-
-static inline int lmn__ring_look(struct ck_ring *r, struct ck_ring_buffer *buf, uint32_t size,
-				 uint32_t limit, uintptr_t *v)
-{
-	unsigned int c = ck_pr_load_uint(&r->c_head);
-	unsigned int p = ck_pr_load_uint(&r->p_tail);
-
-	if (c == p)
-		return -EAGAIN;
-	if (p - c >= size)
-		return -EUCLEAN;
-	/* Orders the tail load above before the slot load below, pairing
-	 * with the producer's store fence. */
-	ck_pr_fence_load();
-	*v = (uintptr_t)ck_pr_load_ptr(&buf[c & (size - 1)].value);
-	if (*v >= limit)
-		return -EUCLEAN;
-	return 0;
-}
-
-static inline void lmn__ring_advance(struct ck_ring *r)
-{
-	/* Orders the reads of the slot (and of the cell it named) before
-	 * the head store that lets the producer reuse them. */
-	ck_pr_fence_load_store();
-	ck_pr_store_uint(&r->c_head, ck_pr_load_uint(&r->c_head) + 1);
 }
 
 /* Set up an empty channel whose free ring holds every cell. */
@@ -331,11 +306,5 @@ static inline int lmn__chan_has_data(const struct lmn__channel *ch)
 	return ck_pr_load_uint(&ch->data.c_head) != ck_pr_load_uint(&ch->data.p_tail);
 }
 
-
-/* Either side: is any cell free for the producer? */
-static inline int lmn__chan_has_room(const struct lmn__channel *ch)
-{
-	return ck_pr_load_uint(&ch->free.c_head) != ck_pr_load_uint(&ch->free.p_tail);
-}
 
 #endif
