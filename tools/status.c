@@ -96,6 +96,16 @@ static void print_services(const struct lmn__insp *s, struct lmn_json *j)
 	free(seen);
 }
 
+void lmn_tool_json_part(struct lmn_json *j, const struct lmn__insp_part *p)
+{
+	lmn_json_key(j, "name");
+	lmn_json_str(j, p->name);
+	lmn_json_key(j, "pid");
+	lmn_json_i64(j, p->pid);
+	lmn_json_key(j, "health");
+	lmn_json_str(j, lmn_tool_health(p->health));
+}
+
 void lmn_tool_json_conv(struct lmn_json *j, const struct lmn__insp_conv *c)
 {
 	lmn_json_key(j, "id");
@@ -152,12 +162,7 @@ static void status_json(const struct lmn__insp *s)
 		lmn_json_begin_obj(&j);
 		lmn_json_key(&j, "slot");
 		lmn_json_u64(&j, p->slot);
-		lmn_json_key(&j, "name");
-		lmn_json_str(&j, p->name);
-		lmn_json_key(&j, "pid");
-		lmn_json_i64(&j, p->pid);
-		lmn_json_key(&j, "health");
-		lmn_json_str(&j, lmn_tool_health(p->health));
+		lmn_tool_json_part(&j, p);
 		lmn_json_key(&j, "services");
 		lmn_json_begin_arr(&j);
 		for (uint32_t k = 0; k < p->n_services; k++)

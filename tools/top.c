@@ -143,12 +143,7 @@ static void snapshot(const struct lmn__insp *a, const struct lmn__insp *b, doubl
 		rv = per_s(v1, v0, dt);
 		if (json) {
 			lmn_json_begin_obj(&j);
-			lmn_json_key(&j, "name");
-			lmn_json_str(&j, p->name);
-			lmn_json_key(&j, "pid");
-			lmn_json_i64(&j, p->pid);
-			lmn_json_key(&j, "health");
-			lmn_json_str(&j, lmn_tool_health(p->health));
+			lmn_tool_json_part(&j, p);
 			lmn_json_key(&j, "sent");
 			lmn_json_u64(&j, s1);
 			lmn_json_key(&j, "served");

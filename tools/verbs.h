@@ -105,6 +105,9 @@ void lmn_json_count(struct lmn_json *j, const char *key, uint64_t used, uint64_t
  * object the caller opened: id, initiator, server, service, phase, sent,
  * received. */
 struct lmn__insp_conv;
+struct lmn__insp_part;
 void lmn_tool_json_conv(struct lmn_json *j, const struct lmn__insp_conv *c);
+/* A participant's name, pid and health, as keys of the open object. */
+void lmn_tool_json_part(struct lmn_json *j, const struct lmn__insp_part *p);
 
 #endif
