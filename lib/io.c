@@ -249,9 +249,12 @@ struct data_ctx {
 static int data_or_end(void *p)
 {
 	struct data_ctx *x = p;
+	struct lmn_bus *bus = x->conv->bus;
 
-	return lmn__rx_any(&x->conv->rx, &x->c->inbox, x->conv->bus->l.ring_size) != 0 || ck_pr_load_32(&x->c->phase) > LMN__PHASE_ACTIVE ||
-	       server_gone(x->c);
+	/* The slot only: the take that follows looks closer. */
+	return lmn__rx_ready(&x->conv->rx, lmn__ringbuf(&bus->l, bus->base, x->conv->idx, 2),
+			     bus->l.ring_size) ||
+	       ck_pr_load_32(&x->c->phase) > LMN__PHASE_ACTIVE || server_gone(x->c);
 }
 
 /* Consume the oldest inbox entry, which lmn__rx_peek() found, and give its
@@ -291,6 +294,8 @@ static ssize_t take_one(struct lmn_conv *conv, struct lmn__conv *c, void *buf, s
 		if (r < 0)
 			return r;
 		env = (struct lmn__envelope *)lmn__cell(&bus->l, bus->base, conv->idx, 1, cell);
+		/* The payload's line beside the header's, not after it. */
+		__builtin_prefetch(env + 1);
 		len = ck_pr_load_32(&env->length);
 		if (len > bus->l.max_message) {
 			drop_one(conv, c, cell);
@@ -339,7 +344,9 @@ static ssize_t recv_impl(lmn_conv *conv, void *buf, size_t cap, int timeout_ms,
 		if (phase == LMN__PHASE_FAILED ||
 		    (!conv->buffering && server_gone(c))) {
 			/* A reply may have landed just before the failure. */
-			if (lmn__rx_any(&conv->rx, &c->inbox, conv->bus->l.ring_size) != 0)
+			if (lmn__rx_any(&conv->rx, &c->inbox,
+					lmn__ringbuf(&conv->bus->l, conv->bus->base, conv->idx, 2),
+					&conv->bus->l) != 0)
 				continue;
 			return gone_error(c);
 		}

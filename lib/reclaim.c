@@ -72,10 +72,10 @@ static int reroute(const struct lmn__layout *l, void *base, struct lmn__conv *c,
 		unsigned int tail = ck_pr_load_uint(&c->cmd.data.p_tail);
 
 		for (unsigned int k = head; tail - head < l->ring_size && k != tail; k++) {
-			uintptr_t v = (uintptr_t)ck_pr_load_ptr(&rb[k & (l->ring_size - 1)].value);
+			uint64_t v = ck_pr_load_64(lmn__slot(rb, l->ring_size, k));
 
-			if (v < l->ring_depth)
-				ck_pr_store_8(&states[v], LMN__CELL_IDLE);
+			if (lmn__entry_at(v, k) && lmn__entry_cell(v) < l->ring_depth)
+				ck_pr_store_8(&states[lmn__entry_cell(v)], LMN__CELL_IDLE);
 		}
 	}
 	for (uint32_t i = 0; i < l->ring_depth; i++) {

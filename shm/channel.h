@@ -3,7 +3,8 @@
  * One direction of a conversation: cells travel from the producer to the
  * consumer through the data ring and come back through the free ring.  Both
  * are Concurrency Kit SPSC rings whose buffers live beside them in the
- * segment and carry cell indices.
+ * segment and carry cell indices (the data ring's tagged with their
+ * position, below).
  *
  * Who may call: the lmn__tx_* functions only from the channel's one
  * producer, the lmn__rx_* ones only from its one consumer (below).
@@ -53,12 +54,47 @@ static inline int lmn__ring_put(struct ck_ring *r, struct ck_ring_buffer *buf, u
 	return 0;
 }
 
-/* Set up an empty channel whose free ring holds every cell. */
-static inline void lmn__chan_init(struct lmn__channel *ch, struct ck_ring_buffer *freebuf,
-				  uint32_t depth, uint32_t size)
+/*
+ * A data ring entry names its cell and the position it was published at,
+ * plus one, so that a zeroed slot never passes for position 0.  The
+ * consumer polls the slot at its own position and takes the entry once it
+ * names that position: the slot line is then the only one a message's
+ * arrival needs besides its cell, where reading the tail first would put
+ * one more cache miss in line before it (perf/README.md).  The tail is
+ * still published after the slot, for everyone else: a sleeper's re-check,
+ * a reaper, a monitor, and the consumer's own check, when its slot shows
+ * nothing, that the tail does not contradict it.  The free ring's entries
+ * are plain cell numbers: its tail publishes a batch of them at once.
+ */
+_Static_assert(sizeof(struct ck_ring_buffer) == sizeof(uint64_t), "ring slots hold 64 bits");
+
+static inline uint64_t *lmn__slot(struct ck_ring_buffer *buf, uint32_t size, uint32_t pos)
+{
+	return (uint64_t *)&buf[pos & (size - 1)].value;
+}
+static inline uint64_t lmn__entry(uint32_t pos, uint32_t cell)
+{
+	return (uint64_t)(pos + 1) << 32 | cell;
+}
+static inline int lmn__entry_at(uint64_t v, uint32_t pos)
+{
+	return (uint32_t)(v >> 32) == pos + 1;
+}
+static inline uint32_t lmn__entry_cell(uint64_t v)
+{
+	return (uint32_t)v;
+}
+
+/* Set up an empty channel whose free ring holds every cell.  The data
+ * ring's slots are cleared: the counters start again at 0, and an entry a
+ * previous tenant left at the same position would pass for a new one. */
+static inline void lmn__chan_init(struct lmn__channel *ch, struct ck_ring_buffer *databuf,
+				  struct ck_ring_buffer *freebuf, uint32_t depth, uint32_t size)
 {
 	ck_ring_init(&ch->data, size);
 	ck_ring_init(&ch->free, size);
+	for (uint32_t i = 0; i < size; i++)
+		ck_pr_store_64(lmn__slot(databuf, size, i), 0);
 	for (uint32_t i = 0; i < depth; i++)
 		(void)lmn__ring_put(&ch->free, freebuf, size, i);
 	ch->producer_cpu = -1;
@@ -93,7 +129,6 @@ struct lmn__tx {
 
 struct lmn__rx {
 	uint32_t data_c;   /* next data slot to take: data.c_head */
-	uint32_t data_p;   /* data.p_tail as last read */
 	uint32_t free_p;   /* next free slot to fill */
 	uint32_t free_pub; /* free.p_tail as last stored */
 };
@@ -113,12 +148,15 @@ static inline int lmn__tx_attach(struct lmn__tx *tx, struct lmn__channel *ch, ui
 /* The same for the consumer's end. */
 static inline int lmn__rx_attach(struct lmn__rx *rx, struct lmn__channel *ch, uint32_t size)
 {
+	uint32_t p;
+
 	rx->data_c = ck_pr_load_uint(&ch->data.c_head);
-	rx->data_p = ck_pr_load_uint(&ch->data.p_tail);
+	p = ck_pr_load_uint(&ch->data.p_tail);
 	rx->free_p = rx->free_pub = ck_pr_load_uint(&ch->free.p_tail);
 	/* Orders the counter loads before any load of the slots they cover. */
 	ck_pr_fence_load();
-	return rx->data_p - rx->data_c < size ? 0 : -EUCLEAN;
+	/* The head may pass the tail by one (see lmn__rx_look). */
+	return p - rx->data_c < size || p == rx->data_c - 1 ? 0 : -EUCLEAN;
 }
 
 /* Producer: take a free cell.  0 and *cell, -EAGAIN when every cell is in
@@ -167,9 +205,12 @@ static inline void lmn__tx_publish(struct lmn__tx *tx, struct lmn__channel *ch,
 				  struct ck_ring_buffer *databuf, const struct lmn__layout *l,
 				  uint32_t cell)
 {
-	ck_pr_store_ptr(&databuf[tx->data_p & (l->ring_size - 1)].value, (void *)(uintptr_t)cell);
-	/* Orders the slot, and the cell filled before it, before the tail
-	 * that publishes them. */
+	/* Release: orders the cell, filled before, before the entry that
+	 * hands it to the consumer polling the slot. */
+	ck_pr_fence_store();
+	ck_pr_store_64(lmn__slot(databuf, l->ring_size, tx->data_p), lmn__entry(tx->data_p, cell));
+	/* Orders the entry before the tail, which others read as the
+	 * publication (lmn__chan_has_data, lmn__rx_any's check). */
 	ck_pr_fence_store();
 	tx->data_p++;
 	ck_pr_store_uint(&ch->data.p_tail, tx->data_p);
@@ -178,70 +219,112 @@ static inline void lmn__tx_publish(struct lmn__tx *tx, struct lmn__channel *ch,
 /* Consumer: move past the oldest entry, which lmn__rx_peek() found. */
 static inline void lmn__rx_advance(struct lmn__rx *rx, struct lmn__channel *ch)
 {
-	rx->data_c++;
+	uint32_t c = rx->data_c + 1;
+
+	/* Atomic: lmn__rx_ready() may read it from another thread. */
+	ck_pr_store_32(&rx->data_c, c);
 	/* Orders the reads of the slot (and of the cell it named) before the
 	 * head store that lets the producer reuse the slot. */
 	ck_pr_fence_load_store();
-	ck_pr_store_uint(&ch->data.c_head, rx->data_c);
+	ck_pr_store_uint(&ch->data.c_head, c);
 }
 
-/* Consumer: is anything published beyond what was taken?  Reads the
- * producer's tail only once what was last read is used up.  1 yes, 0 no,
- * -EUCLEAN when the tail is damaged (the last good reading is kept, and the
- * damage is reported at each look until it is repaired). */
-static inline int lmn__rx_any(struct lmn__rx *rx, struct lmn__channel *ch, uint32_t size)
+/* Consumer: has the oldest entry arrived?  Looks at its slot only, for a
+ * polling loop; a damaged slot reads as nothing here, and the full look
+ * (lmn__rx_any, lmn__rx_peek) that the caller makes before it sleeps or
+ * takes reports it.  Callable from another thread of the consumer's
+ * process, as a hint. */
+static inline int lmn__rx_ready(const struct lmn__rx *rx, struct ck_ring_buffer *databuf,
+				uint32_t size)
 {
+	uint32_t c = ck_pr_load_32((uint32_t *)&rx->data_c);
+
+	return lmn__entry_at(ck_pr_load_64(lmn__slot(databuf, size, c)), c);
+}
+
+/* Consumer: the oldest entry.  1 and *entry, 0 when nothing is published,
+ * -EUCLEAN when the tail is damaged (left as it is: reported at each look
+ * until it is repaired), -EBADMSG when the entry is. */
+static inline int lmn__rx_look(const struct lmn__rx *rx, struct lmn__channel *ch,
+			       struct ck_ring_buffer *databuf, const struct lmn__layout *l,
+			       uint64_t *entry)
+{
+	uint64_t *slot = lmn__slot(databuf, l->ring_size, rx->data_c);
+	uint64_t v = ck_pr_load_64(slot);
 	uint32_t p;
 
-	if (rx->data_c != rx->data_p)
-		return 1;
-	p = ck_pr_load_uint(&ch->data.p_tail);
-	if (p - rx->data_c >= size)
-		return -EUCLEAN;
-	rx->data_p = p;
-	/* Orders the tail load above before the slot loads that follow,
-	 * pairing with the producer's store fence in lmn__tx_publish. */
+	if (!lmn__entry_at(v, rx->data_c)) {
+		/* Nothing at our position, which the tail must not deny.  It
+		 * may trail us by one: the producer stores an entry before
+		 * the tail that counts it, and we may have taken the entry in
+		 * between. */
+		p = ck_pr_load_uint(&ch->data.p_tail);
+		if (p == rx->data_c || p == rx->data_c - 1)
+			return 0;
+		if (p - rx->data_c >= l->ring_size)
+			return -EUCLEAN;
+		/* Orders the tail load before the second look at the slot,
+		 * pairing with the store fence between them in
+		 * lmn__tx_publish: a tail past us means our entry is there. */
+		ck_pr_fence_load();
+		v = ck_pr_load_64(slot);
+		if (!lmn__entry_at(v, rx->data_c))
+			return -EBADMSG;
+	}
+	/* Orders the slot load before the loads of the cell it names,
+	 * pairing with the store fence before the entry in lmn__tx_publish. */
 	ck_pr_fence_load();
-	return p != rx->data_c;
+	if (lmn__entry_cell(v) >= l->ring_depth)
+		return -EBADMSG;
+	*entry = v;
+	return 1;
+}
+
+/* Consumer: is anything published and not taken, or is the channel
+ * damaged?  1 yes, 0 no, negative for damage. */
+static inline int lmn__rx_any(const struct lmn__rx *rx, struct lmn__channel *ch,
+			      struct ck_ring_buffer *databuf, const struct lmn__layout *l)
+{
+	uint64_t v;
+	int r = lmn__rx_look(rx, ch, databuf, l, &v);
+
+	return r == -EBADMSG ? -EUCLEAN : r;
 }
 
 /* Consumer: look at the oldest published cell without taking it, so that a
  * receive whose buffer is too small can leave the message where it is.
  * 0 and *cell, -EAGAIN when empty, -EUCLEAN when damaged: a damaged tail is
- * left as it is (see lmn__rx_any), a damaged entry is dropped so that it
+ * left as it is (see lmn__rx_look), a damaged entry is dropped so that it
  * cannot block the channel for good. */
 static inline int lmn__rx_peek(struct lmn__rx *rx, struct lmn__channel *ch,
 			       struct ck_ring_buffer *databuf, const struct lmn__layout *l,
 			       uint32_t *cell)
 {
-	uintptr_t v;
-	int r = lmn__rx_any(rx, ch, l->ring_size);
+	uint64_t v;
+	int r = lmn__rx_look(rx, ch, databuf, l, &v);
 
-	if (r <= 0)
-		return r < 0 ? r : -EAGAIN;
-	v = (uintptr_t)ck_pr_load_ptr(&databuf[rx->data_c & (l->ring_size - 1)].value);
-	if (v >= l->ring_depth) {
+	if (r == 0)
+		return -EAGAIN;
+	if (r == -EBADMSG) {
 		lmn__rx_advance(rx, ch);
 		return -EUCLEAN;
 	}
-	*cell = (uint32_t)v;
+	if (r < 0)
+		return r;
+	*cell = lmn__entry_cell(v);
 	return 0;
 }
 
-/* Consumer: the cell after the oldest, if it is known to be published
- * without reading the producer's tail again.  A hint for prefetching, so
- * only bounds-checked.  -EAGAIN when not known. */
+/* Consumer: the cell after the oldest, if its entry is there already.  A
+ * hint for prefetching, so only bounds-checked.  -EAGAIN when not. */
 static inline int lmn__rx_peek_next(const struct lmn__rx *rx, struct ck_ring_buffer *databuf,
 				    const struct lmn__layout *l, uint32_t *cell)
 {
-	uintptr_t v;
+	uint64_t v = ck_pr_load_64(lmn__slot(databuf, l->ring_size, rx->data_c + 1));
 
-	if (rx->data_p - rx->data_c < 2)
+	if (!lmn__entry_at(v, rx->data_c + 1) || lmn__entry_cell(v) >= l->ring_depth)
 		return -EAGAIN;
-	v = (uintptr_t)ck_pr_load_ptr(&databuf[(rx->data_c + 1) & (l->ring_size - 1)].value);
-	if (v >= l->ring_depth)
-		return -EAGAIN;
-	*cell = (uint32_t)v;
+	*cell = lmn__entry_cell(v);
 	return 0;
 }
 
@@ -300,10 +383,13 @@ static inline int lmn__chan_give_back(struct lmn__channel *ch, struct ck_ring_bu
 	return r == -EAGAIN ? -EUCLEAN : r;
 }
 
-/* Either side: is anything published and not yet taken? */
+/* Either side: is anything published and not yet taken?  (The head may
+ * pass the tail by one for a moment: see lmn__rx_look.) */
 static inline int lmn__chan_has_data(const struct lmn__channel *ch)
 {
-	return ck_pr_load_uint(&ch->data.c_head) != ck_pr_load_uint(&ch->data.p_tail);
+	unsigned int c = ck_pr_load_uint(&ch->data.c_head);
+
+	return (int32_t)(ck_pr_load_uint(&ch->data.p_tail) - c) > 0;
 }
 
 

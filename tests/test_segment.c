@@ -187,15 +187,48 @@ START_TEST(damaged_cell_index)
 	/* The damaged entry was dropped; the channel goes on. */
 	ck_assert_int_eq(lmn_recv(f.conv, buf, sizeof(buf), 0), -ETIMEDOUT);
 	ck_assert_int_eq(lmn_send(f.conv, "y", 1, 0), 0);
+	ck_assert_int_eq(lmn_recv(f.conv, buf, sizeof(buf), 0), 1);
+	ck_assert_int_eq(buf[0], 'y');
+	/* An entry whose position is not the one it sits at: dropped. */
+	ck_assert_int_eq(lmn_send(f.conv, "z", 1, 0), 0);
+	rb[2].value = (void *)((uintptr_t)rb[2].value + (1ull << 32));
+	ck_assert_int_eq(lmn_recv(f.conv, buf, sizeof(buf), 0), -EUCLEAN);
+	ck_assert_int_eq(lmn_recv(f.conv, buf, sizeof(buf), 0), -ETIMEDOUT);
 	/* A tail far past the head is damage too, not a long queue, and is
 	 * left alone. */
 	f.c->inbox.data.p_tail += 1000;
 	ck_assert_int_eq(lmn_recv(f.conv, buf, sizeof(buf), 0), -EUCLEAN);
 	ck_assert_int_eq(lmn_recv(f.conv, buf, sizeof(buf), 0), -EUCLEAN);
 	f.c->inbox.data.p_tail -= 1000;
+	ck_assert_int_eq(lmn_recv(f.conv, buf, sizeof(buf), 0), -ETIMEDOUT);
+	ck_assert_int_eq(lmn_send(f.conv, "w", 1, 0), 0);
 	ck_assert_int_eq(lmn_recv(f.conv, buf, sizeof(buf), 0), 1);
-	ck_assert_int_eq(buf[0], 'y');
+	ck_assert_int_eq(buf[0], 'w');
 	close_fixture(&f);
+}
+END_TEST
+
+/* A data ring entry says where it was published, and a slot's next tenant
+ * starts its counters again at 0: an entry the previous tenant left
+ * unread must not pass for the new tenant's first message. */
+START_TEST(next_tenant_sees_no_old_entry)
+{
+	struct lmn_conv_config cfg = th_cfg(LMN_POLICY_FAIL);
+	lmn_bus *bus;
+	lmn_conv *a, *b;
+	char buf[64];
+
+	ck_assert_int_eq(lmn_bus_join(th_bus(1, 4, 64), "me", &bus), 0);
+	ck_assert_int_eq(lmn_conv_open(bus, NULL, &cfg, &a), 0);
+	ck_assert_int_eq(lmn_send(a, "old", 3, 0), 0);
+	lmn_conv_free(a);
+	ck_assert_int_eq(lmn_conv_open(bus, NULL, &cfg, &b), 0);
+	ck_assert_int_eq(lmn_recv(b, buf, sizeof(buf), 0), -ETIMEDOUT);
+	ck_assert_int_eq(lmn_send(b, "new", 3, 0), 0);
+	ck_assert_int_eq(lmn_recv(b, buf, sizeof(buf), 0), 3);
+	ck_assert_mem_eq(buf, "new", 3);
+	lmn_conv_free(b);
+	lmn_bus_leave(bus);
 }
 END_TEST
 
@@ -305,6 +338,7 @@ int main(void)
 	tcase_add_test(tc, damaged_header_refused);
 	tcase_add_test(tc, damaged_ring_geometry);
 	tcase_add_test(tc, damaged_cell_index);
+	tcase_add_test(tc, next_tenant_sees_no_old_entry);
 	tcase_add_test(tc, damaged_envelope_length);
 	tcase_add_test(tc, damaged_phase);
 	tcase_add_test(tc, server_survives_damaged_request);
