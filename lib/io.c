@@ -244,17 +244,19 @@ LMN_EXPORT int lmn_send(lmn_conv *conv, const void *data, size_t len, unsigned i
 struct data_ctx {
 	struct lmn_conv *conv;
 	struct lmn__conv *c;
+	bool careful; /* also tell damage (see lmn__rx_look) */
 };
 
 static int data_or_end(void *p)
 {
 	struct data_ctx *x = p;
 	struct lmn_bus *bus = x->conv->bus;
+	struct ck_ring_buffer *db = lmn__ringbuf(&bus->l, bus->base, x->conv->idx, 2);
 
-	/* The slot only: the take that follows looks closer. */
-	return lmn__rx_ready(&x->conv->rx, lmn__ringbuf(&bus->l, bus->base, x->conv->idx, 2),
-			     bus->l.ring_size) ||
-	       ck_pr_load_32(&x->c->phase) > LMN__PHASE_ACTIVE || server_gone(x->c);
+	if (x->careful ? lmn__rx_any(&x->conv->rx, &x->c->inbox, db, &bus->l) != 0
+		       : lmn__rx_ready(&x->conv->rx, db, bus->l.ring_size))
+		return 1;
+	return ck_pr_load_32(&x->c->phase) > LMN__PHASE_ACTIVE || server_gone(x->c);
 }
 
 /* Consume the oldest inbox entry, which lmn__rx_peek() found, and give its
@@ -279,9 +281,10 @@ static void drop_one(struct lmn_conv *conv, struct lmn__conv *c, uint32_t cell)
  * when the inbox is empty, -EMSGSIZE (message kept) when it does not fit.
  * Replies that answer a request older than min_correlation are late answers
  * to a call that gave up: they are dropped.  A damaged entry is dropped too
- * and reported, so that it cannot block the inbox for good. */
+ * and reported, so that it cannot block the inbox for good (when careful:
+ * see lmn__rx_look). */
 static ssize_t take_one(struct lmn_conv *conv, struct lmn__conv *c, void *buf, size_t cap,
-			uint64_t min_correlation)
+			uint64_t min_correlation, bool careful)
 {
 	struct lmn_bus *bus = conv->bus;
 	struct lmn__envelope *env;
@@ -290,7 +293,7 @@ static ssize_t take_one(struct lmn_conv *conv, struct lmn__conv *c, void *buf, s
 
 	for (;;) {
 		r = lmn__rx_peek(&conv->rx, &c->inbox, lmn__ringbuf(&bus->l, bus->base, conv->idx, 2),
-				 &bus->l, &cell);
+				 &bus->l, careful, &cell);
 		if (r < 0)
 			return r;
 		env = (struct lmn__envelope *)lmn__cell(&bus->l, bus->base, conv->idx, 1, cell);
@@ -322,6 +325,7 @@ static ssize_t recv_impl(lmn_conv *conv, void *buf, size_t cap, int timeout_ms,
 	struct lmn__conv *c = NULL;
 	uint64_t deadline = 0;
 	ssize_t r;
+	unsigned looks = 0;
 	bool spun = false, timed = false;
 
 	r = enter(conv, &c);
@@ -330,11 +334,12 @@ static ssize_t recv_impl(lmn_conv *conv, void *buf, size_t cap, int timeout_ms,
 		return r;
 
 	for (;;) {
-		struct data_ctx x = {conv, c};
+		struct data_ctx x = {conv, c, false};
 		uint32_t expect, phase, server, server_gen = 0;
 		int32_t peer_cpu = -1;
 
-		r = take_one(conv, c, buf, cap, min_correlation);
+		/* The first look is quick, every later one careful. */
+		r = take_one(conv, c, buf, cap, min_correlation, looks++ > 0);
 		if (r != -EAGAIN)
 			return r;
 		/* The inbox is empty: is there anything left to wait for? */
@@ -358,8 +363,11 @@ static ssize_t recv_impl(lmn_conv *conv, void *buf, size_t cap, int timeout_ms,
 			deadline = lmn__deadline(timeout_ms, conv->deadline_ns);
 			timed = true;
 		}
-		if (deadline && lmn__now_ns() >= deadline)
+		if (deadline && lmn__now_ns() >= deadline) {
+			if (looks < 2)
+				continue; /* a careful look before giving up */
 			return -ETIMEDOUT;
+		}
 		server = conv->buffering ? UINT32_MAX
 							 : current_server(conv->bus, c, &server_gen);
 		peer_cpu = server_cpu(conv->bus, server);
@@ -368,14 +376,16 @@ static ssize_t recv_impl(lmn_conv *conv, void *buf, size_t cap, int timeout_ms,
 			if (lmn__spin_adaptive(conv->bus, peer_cpu, data_or_end, &x))
 				continue;
 		}
+		/* Careful before sleeping: a damaged entry would otherwise
+		 * hold back what follows it until the deadline. */
+		x.careful = true;
 		expect = lmn__word_arm(&c->inbox.data_word);
 		if (data_or_end(&x))
 			continue;
-		if (wait_on(conv->bus, &c->inbox.data_word, expect, deadline, server, server_gen,
-			    peer_cpu) ==
-			    -ETIMEDOUT &&
-		    !data_or_end(&x))
-			return -ETIMEDOUT;
+		/* Woken or timed out, the loop looks again (carefully) and
+		 * decides. */
+		(void)wait_on(conv->bus, &c->inbox.data_word, expect, deadline, server, server_gen,
+			      peer_cpu);
 	}
 }
 

@@ -202,7 +202,7 @@ static int take_from(struct lmn_bus *bus, uint32_t idx, struct lmn_msg **ret)
 	if (initiator_gone) {
 		/* Nobody will read the answers: drop what is queued, then
 		 * tell the server the conversation is gone. */
-		while (lmn__rx_peek(&e->cmd, &c->cmd, db, &bus->l, &cell) == 0) {
+		while (lmn__rx_peek(&e->cmd, &c->cmd, db, &bus->l, true, &cell) == 0) {
 			lmn__rx_advance(&e->cmd, &c->cmd);
 			give_back(bus, c, idx, e, cell);
 		}
@@ -216,7 +216,12 @@ static int take_from(struct lmn_bus *bus, uint32_t idx, struct lmn_msg **ret)
 		/* Mark the cell held before moving the ring past it: a server
 		 * killed in between leaves it both marked and queued (reroute
 		 * sees that and lets the ring deliver it), never neither. */
-		r = lmn__rx_peek(&e->cmd, &c->cmd, db, &bus->l, &cell);
+		/* Quick on the conversation we poll, which comes round
+		 * again after every request it gives: only the look before
+		 * sleeping (unhot) reads its sender's tail.  Careful on a
+		 * conversation that was marked ready (see lmn__rx_look). */
+		r = lmn__rx_peek(&e->cmd, &c->cmd, db, &bus->l,
+				 !(bus->hot && bus->hot_idx == idx && bus->hot_gen == gen), &cell);
 		if (r == 0) {
 			const char *here = lmn__cell(&bus->l, bus->base, idx, 0, cell);
 

@@ -20,6 +20,7 @@
 #define LMN_SHM_CHANNEL_H
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include <ck_pr.h>
@@ -121,11 +122,22 @@ static inline void lmn__chan_init(struct lmn__channel *ch, struct ck_ring_buffer
  * Who may call: an lmn__tx only from the channel's one producer, an lmn__rx
  * only from its one consumer, each in the process that attached it.
  */
+#define LMN__TX_AHEAD 8u /* one cache line of free ring slots */
+
 struct lmn__tx {
 	uint32_t data_p; /* next data slot to fill: data.p_tail */
 	uint32_t free_c; /* next free slot to take: free.c_head */
 	uint32_t free_p; /* free.p_tail as last read */
+	/* The cells of free slots free_c, free_c + 1, ... read ahead: the
+	 * consumer writes each slot just before it returns the cell, so
+	 * reading them one per reserve would miss once per message, and
+	 * reading the returned ones together misses once per line.  They
+	 * stay in the ring until taken (free_c moves one by one), so an end
+	 * that dies with some read ahead loses none of them. */
+	uint16_t ahead[LMN__TX_AHEAD];
+	uint32_t ahead_i, ahead_n;
 };
+_Static_assert(LMN__MAX_DEPTH <= UINT16_MAX + 1u, "a cell number fits in ahead[]");
 
 struct lmn__rx {
 	uint32_t data_c;   /* next data slot to take: data.c_head */
@@ -140,6 +152,7 @@ static inline int lmn__tx_attach(struct lmn__tx *tx, struct lmn__channel *ch, ui
 	tx->data_p = ck_pr_load_uint(&ch->data.p_tail);
 	tx->free_c = ck_pr_load_uint(&ch->free.c_head);
 	tx->free_p = ck_pr_load_uint(&ch->free.p_tail);
+	tx->ahead_i = tx->ahead_n = 0;
 	/* Orders the counter loads before any load of the slots they cover. */
 	ck_pr_fence_load();
 	return tx->free_p - tx->free_c < size ? 0 : -EUCLEAN;
@@ -165,29 +178,45 @@ static inline int lmn__tx_reserve(struct lmn__tx *tx, struct lmn__channel *ch,
 				  struct ck_ring_buffer *freebuf, const struct lmn__layout *l,
 				  uint32_t *cell)
 {
-	uintptr_t v;
+	if (tx->ahead_i == tx->ahead_n) {
+		uint32_t n;
 
-	if (tx->free_c == tx->free_p) {
-		uint32_t p = ck_pr_load_uint(&ch->free.p_tail);
+		if (tx->free_c == tx->free_p) {
+			uint32_t p = ck_pr_load_uint(&ch->free.p_tail);
 
-		if (p - tx->free_c >= l->ring_size)
-			return -EUCLEAN; /* more returned than the ring holds */
-		if (p == tx->free_c)
-			return -EAGAIN;
-		tx->free_p = p;
-		/* Orders the tail load above before the slot loads below,
-		 * pairing with the consumer's store fence in lmn__rx_flush. */
-		ck_pr_fence_load();
+			if (p - tx->free_c >= l->ring_size)
+				return -EUCLEAN; /* more returned than the ring holds */
+			if (p == tx->free_c)
+				return -EAGAIN;
+			tx->free_p = p;
+			/* Orders the tail load above before the slot loads
+			 * below, pairing with the consumer's release fence in
+			 * lmn__rx_flush. */
+			ck_pr_fence_load();
+		}
+		n = tx->free_p - tx->free_c;
+		if (n > LMN__TX_AHEAD)
+			n = LMN__TX_AHEAD;
+		tx->ahead_i = tx->ahead_n = 0;
+		/* A damaged slot ends the read-ahead; reached, it is
+		 * refused, and stays in the ring. */
+		for (uint32_t i = 0; i < n; i++) {
+			uintptr_t v = (uintptr_t)ck_pr_load_ptr(
+				&freebuf[(tx->free_c + i) & (l->ring_size - 1)].value);
+
+			if (v >= l->ring_depth)
+				break;
+			tx->ahead[tx->ahead_n++] = (uint16_t)v;
+		}
+		if (!tx->ahead_n)
+			return -EUCLEAN;
 	}
-	v = (uintptr_t)ck_pr_load_ptr(&freebuf[tx->free_c & (l->ring_size - 1)].value);
-	if (v >= l->ring_depth)
-		return -EUCLEAN;
+	*cell = tx->ahead[tx->ahead_i++];
 	tx->free_c++;
-	/* Orders the slot load before the head store that lets the consumer
-	 * fill the slot again. */
+	/* Orders the slot loads before the head store that lets the
+	 * consumer fill the slot again. */
 	ck_pr_fence_load_store();
 	ck_pr_store_uint(&ch->free.c_head, tx->free_c);
-	*cell = (uint32_t)v;
 	return 0;
 }
 
@@ -244,16 +273,26 @@ static inline int lmn__rx_ready(const struct lmn__rx *rx, struct ck_ring_buffer 
 
 /* Consumer: the oldest entry.  1 and *entry, 0 when nothing is published,
  * -EUCLEAN when the tail is damaged (left as it is: reported at each look
- * until it is repaired), -EBADMSG when the entry is. */
+ * until it is repaired), -EBADMSG when the entry is.
+ *
+ * Only a careful look reads the tail when the slot shows nothing, to tell
+ * an empty channel from a damaged entry.  The tail's line is the
+ * producer's, written at every message: a consumer that looks once more
+ * before it spins, which is every request-reply round, would miss on it
+ * each time, and make the producer's next store of it miss as well.  So
+ * the first look of a call is quick, and whatever looks again before
+ * sleeping or giving up looks carefully. */
 static inline int lmn__rx_look(const struct lmn__rx *rx, struct lmn__channel *ch,
 			       struct ck_ring_buffer *databuf, const struct lmn__layout *l,
-			       uint64_t *entry)
+			       bool careful, uint64_t *entry)
 {
 	uint64_t *slot = lmn__slot(databuf, l->ring_size, rx->data_c);
 	uint64_t v = ck_pr_load_64(slot);
 	uint32_t p;
 
 	if (!lmn__entry_at(v, rx->data_c)) {
+		if (!careful)
+			return 0;
 		/* Nothing at our position, which the tail must not deny.  It
 		 * may trail us by one: the producer stores an entry before
 		 * the tail that counts it, and we may have taken the entry in
@@ -286,7 +325,7 @@ static inline int lmn__rx_any(const struct lmn__rx *rx, struct lmn__channel *ch,
 			      struct ck_ring_buffer *databuf, const struct lmn__layout *l)
 {
 	uint64_t v;
-	int r = lmn__rx_look(rx, ch, databuf, l, &v);
+	int r = lmn__rx_look(rx, ch, databuf, l, true, &v);
 
 	return r == -EBADMSG ? -EUCLEAN : r;
 }
@@ -294,14 +333,14 @@ static inline int lmn__rx_any(const struct lmn__rx *rx, struct lmn__channel *ch,
 /* Consumer: look at the oldest published cell without taking it, so that a
  * receive whose buffer is too small can leave the message where it is.
  * 0 and *cell, -EAGAIN when empty, -EUCLEAN when damaged: a damaged tail is
- * left as it is (see lmn__rx_look), a damaged entry is dropped so that it
- * cannot block the channel for good. */
+ * left as it is (see lmn__rx_look, and careful there), a damaged entry is
+ * dropped so that it cannot block the channel for good. */
 static inline int lmn__rx_peek(struct lmn__rx *rx, struct lmn__channel *ch,
 			       struct ck_ring_buffer *databuf, const struct lmn__layout *l,
-			       uint32_t *cell)
+			       bool careful, uint32_t *cell)
 {
 	uint64_t v;
-	int r = lmn__rx_look(rx, ch, databuf, l, &v);
+	int r = lmn__rx_look(rx, ch, databuf, l, careful, &v);
 
 	if (r == 0)
 		return -EAGAIN;
