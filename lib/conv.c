@@ -206,7 +206,8 @@ LMN_EXPORT int lmn_conv_open(lmn_bus *bus, const char *target,
 	/* Our ends: we produce the command channel (the inbox, when
 	 * buffering) and consume the inbox.  Nobody else can reach the
 	 * channels yet, so they cannot be damaged. */
-	(void)lmn__tx_attach(&conv->tx, sp ? &c->cmd : &c->inbox, bus->l.ring_size);
+	(void)lmn__tx_attach(&conv->tx, sp ? &c->cmd : &c->inbox,
+			     lmn__ringbuf(&bus->l, bus->base, idx, sp ? 0 : 2), bus->l.ring_size);
 	(void)lmn__rx_attach(&conv->rx, &c->inbox, bus->l.ring_size);
 	if (sp)
 		ck_pr_inc_32(&sp->serving);

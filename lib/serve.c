@@ -95,7 +95,8 @@ static struct lmn__serve_end *ends_of(struct lmn_bus *bus, struct lmn__conv *c, 
 		return e;
 	e->attached = 0;
 	if (lmn__rx_attach(&e->cmd, &c->cmd, bus->l.ring_size) < 0 ||
-	    lmn__tx_attach(&e->inbox, &c->inbox, bus->l.ring_size) < 0)
+	    lmn__tx_attach(&e->inbox, &c->inbox, lmn__ringbuf(&bus->l, bus->base, idx, 2),
+			   bus->l.ring_size) < 0)
 		return NULL;
 	e->gen = gen;
 	e->attached = 1;

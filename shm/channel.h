@@ -147,7 +147,8 @@ struct lmn__rx {
 
 /* Take up the producer's end from the segment (a new channel, or one whose
  * producer was replaced).  -EUCLEAN if the counters are damaged. */
-static inline int lmn__tx_attach(struct lmn__tx *tx, struct lmn__channel *ch, uint32_t size)
+static inline int lmn__tx_attach(struct lmn__tx *tx, struct lmn__channel *ch,
+				 struct ck_ring_buffer *databuf, uint32_t size)
 {
 	tx->data_p = ck_pr_load_uint(&ch->data.p_tail);
 	tx->free_c = ck_pr_load_uint(&ch->free.c_head);
@@ -155,6 +156,12 @@ static inline int lmn__tx_attach(struct lmn__tx *tx, struct lmn__channel *ch, ui
 	tx->ahead_i = tx->ahead_n = 0;
 	/* Orders the counter loads before any load of the slots they cover. */
 	ck_pr_fence_load();
+	/* A producer that died between an entry and the tail that counts it
+	 * published that entry all the same: the consumer may have taken it
+	 * already.  Start after it, or the next entry would land behind the
+	 * consumer and never be seen. */
+	if (lmn__entry_at(ck_pr_load_64(lmn__slot(databuf, size, tx->data_p)), tx->data_p))
+		tx->data_p++;
 	return tx->free_p - tx->free_c < size ? 0 : -EUCLEAN;
 }
 

@@ -232,6 +232,36 @@ START_TEST(next_tenant_sees_no_old_entry)
 }
 END_TEST
 
+/* A producer killed between an entry and the tail that counts it has
+ * published that entry: the consumer may take it.  The end that takes over
+ * (a server moved under ROUTE_NEXT re-attaches the inbox) must start after
+ * it, or its first message would land behind the consumer, unseen. */
+START_TEST(reattached_producer_counts_an_uncounted_entry)
+{
+	struct fixture f;
+	char buf[64];
+
+	open_buffering(&f);
+	ck_assert_int_eq(lmn_send(f.conv, "a", 1, 0), 0);
+	ck_assert_int_eq(lmn_send(f.conv, "b", 1, 0), 0);
+	/* As if the producer had died before storing its tail for "b". */
+	f.c->inbox.data.p_tail--;
+	ck_assert_int_eq(lmn_recv(f.conv, buf, sizeof(buf), 0), 1);
+	ck_assert_int_eq(buf[0], 'a');
+	ck_assert_int_eq(lmn_recv(f.conv, buf, sizeof(buf), 0), 1);
+	ck_assert_int_eq(buf[0], 'b');
+	ck_assert_int_eq(lmn__tx_attach(&f.conv->tx, &f.c->inbox,
+					lmn__ringbuf(&f.bus->l, f.bus->base, f.conv->idx, 2),
+					f.bus->l.ring_size),
+			 0);
+	ck_assert_int_eq(lmn_send(f.conv, "c", 1, 0), 0);
+	ck_assert_int_eq(lmn_recv(f.conv, buf, sizeof(buf), 0), 1);
+	ck_assert_int_eq(buf[0], 'c');
+	ck_assert_int_eq(f.c->inbox.data.p_tail, f.c->inbox.data.c_head);
+	close_fixture(&f);
+}
+END_TEST
+
 START_TEST(damaged_envelope_length)
 {
 	struct fixture f;
@@ -339,6 +369,7 @@ int main(void)
 	tcase_add_test(tc, damaged_ring_geometry);
 	tcase_add_test(tc, damaged_cell_index);
 	tcase_add_test(tc, next_tenant_sees_no_old_entry);
+	tcase_add_test(tc, reattached_producer_counts_an_uncounted_entry);
 	tcase_add_test(tc, damaged_envelope_length);
 	tcase_add_test(tc, damaged_phase);
 	tcase_add_test(tc, server_survives_damaged_request);
