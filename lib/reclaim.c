@@ -65,16 +65,19 @@ static int reroute(const struct lmn__layout *l, void *base, struct lmn__conv *c,
 	/* A server marks a cell held before it moves the ring's head past
 	 * it: one that died in between left the cell both marked and still
 	 * queued.  Queued cells will be delivered anyway: unmark them, or the
-	 * same cell would go out twice and come back twice. */
+	 * same cell would go out twice and come back twice.  Queued means
+	 * what the slots say from the head on, not the tail: a server sees
+	 * an entry as soon as it is stored, before the tail counts it. */
 	{
 		struct ck_ring_buffer *rb = lmn__ringbuf(l, base, idx, 0);
 		unsigned int head = ck_pr_load_uint(&c->cmd.data.c_head);
-		unsigned int tail = ck_pr_load_uint(&c->cmd.data.p_tail);
 
-		for (unsigned int k = head; tail - head < l->ring_size && k != tail; k++) {
+		for (unsigned int k = head; k - head < l->ring_size; k++) {
 			uint64_t v = ck_pr_load_64(lmn__slot(rb, l->ring_size, k));
 
-			if (lmn__entry_at(v, k) && lmn__entry_cell(v) < l->ring_depth)
+			if (!lmn__entry_at(v, k))
+				break;
+			if (lmn__entry_cell(v) < l->ring_depth)
 				ck_pr_store_8(&states[lmn__entry_cell(v)], LMN__CELL_IDLE);
 		}
 	}

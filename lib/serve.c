@@ -219,10 +219,15 @@ static int take_from(struct lmn_bus *bus, uint32_t idx, struct lmn_msg **ret)
 		 * sees that and lets the ring deliver it), never neither. */
 		/* Quick on the conversation we poll, which comes round
 		 * again after every request it gives: only the look before
-		 * sleeping (unhot) reads its sender's tail.  Careful on a
-		 * conversation that was marked ready (see lmn__rx_look). */
-		r = lmn__rx_peek(&e->cmd, &c->cmd, db, &bus->l,
-				 !(bus->hot && bus->hot_idx == idx && bus->hot_gen == gen), &cell);
+		 * sleeping or giving up (unhot) reads its sender's tail.
+		 * Careful on a conversation that was marked ready, and
+		 * before a close notice, which must not overtake a request
+		 * behind a damaged entry (see lmn__rx_look). */
+		bool careful = !(bus->hot && bus->hot_idx == idx && bus->hot_gen == gen);
+
+		r = lmn__rx_peek(&e->cmd, &c->cmd, db, &bus->l, careful, &cell);
+		if (r == -EAGAIN && !careful && phase >= LMN__PHASE_COMPLETING)
+			r = lmn__rx_peek(&e->cmd, &c->cmd, db, &bus->l, true, &cell);
 		if (r == 0) {
 			const char *here = lmn__cell(&bus->l, bus->base, idx, 0, cell);
 
@@ -464,8 +469,17 @@ LMN_EXPORT int lmn_next(lmn_bus *bus, lmn_msg **ret, int timeout_ms)
 			deadline = lmn__deadline(timeout_ms, 0);
 			timed = true;
 		}
-		if (deadline && lmn__now_ns() >= deadline)
+		if (deadline && lmn__now_ns() >= deadline) {
+			/* Stop polling before giving up, as before sleeping:
+			 * unhot looks at the tail, which the quick look at the
+			 * polled conversation does not (take_from). */
+			pthread_mutex_lock(&bus->lock);
+			r = unhot(bus);
+			pthread_mutex_unlock(&bus->lock);
+			if (r)
+				continue;
 			return -ETIMEDOUT;
+		}
 		if (!spun) {
 			spun = true;
 			if (lmn__spin_adaptive(bus, bus->last_peer_cpu, ready_now, &x))

@@ -158,10 +158,15 @@ static inline int lmn__tx_attach(struct lmn__tx *tx, struct lmn__channel *ch,
 	ck_pr_fence_load();
 	/* A producer that died between an entry and the tail that counts it
 	 * published that entry all the same: the consumer may have taken it
-	 * already.  Start after it, or the next entry would land behind the
-	 * consumer and never be seen. */
-	if (lmn__entry_at(ck_pr_load_64(lmn__slot(databuf, size, tx->data_p)), tx->data_p))
+	 * already.  Start after it (after each, if producers died so in a
+	 * row), or the next entry would land behind the consumer and never be
+	 * seen; and count them, so that the tail does not trail further. */
+	for (uint32_t i = 0; i < size; i++) {
+		if (!lmn__entry_at(ck_pr_load_64(lmn__slot(databuf, size, tx->data_p)), tx->data_p))
+			break;
 		tx->data_p++;
+		ck_pr_store_uint(&ch->data.p_tail, tx->data_p);
+	}
 	return tx->free_p - tx->free_c < size ? 0 : -EUCLEAN;
 }
 
@@ -266,9 +271,9 @@ static inline void lmn__rx_advance(struct lmn__rx *rx, struct lmn__channel *ch)
 }
 
 /* Consumer: has the oldest entry arrived?  Looks at its slot only, for a
- * polling loop; a damaged slot reads as nothing here, and the full look
+ * polling loop; a damaged slot reads as nothing here, and the careful look
  * (lmn__rx_any, lmn__rx_peek) that the caller makes before it sleeps or
- * takes reports it.  Callable from another thread of the consumer's
+ * gives up reports it.  Callable from another thread of the consumer's
  * process, as a hint. */
 static inline int lmn__rx_ready(const struct lmn__rx *rx, struct ck_ring_buffer *databuf,
 				uint32_t size)

@@ -718,6 +718,61 @@ START_TEST(recycled_pid_not_mistaken)
 }
 END_TEST
 
+/* A server sees a request as soon as its entry is stored, before the
+ * sender's tail counts it.  One killed after marking such a request held,
+ * before moving the ring past it, leaves it both marked and queued: the
+ * move (ROUTE_NEXT) must see it queued by its slot, or the next server
+ * gets it twice (redelivered, then from the ring) and its cell goes back
+ * twice.  The window is a few instructions wide, so the segment is put in
+ * that state by hand, in one process: the counters are set back as the
+ * killed server and the half-way sender would have left them. */
+START_TEST(reroute_sees_a_request_beyond_the_tail)
+{
+	struct lmn_conv_config cfg = th_cfg(LMN_POLICY_ROUTE_NEXT);
+	const char *name = th_bus(4, 4, 64);
+	lmn_bus *a, *b, *cli;
+	lmn_conv *conv;
+	lmn_msg *m1, *m2, *m3;
+	struct lmn__conv *c;
+
+	ck_assert_int_eq(lmn_bus_join(name, "a", &a), 0);
+	ck_assert_int_eq(lmn_bus_serve(a, "svc"), 0);
+	ck_assert_int_eq(lmn_bus_join(name, "cli", &cli), 0);
+	ck_assert_int_eq(lmn_conv_open(cli, "svc", &cfg, &conv), 0);
+	ck_assert_int_eq(lmn_bus_join(name, "b", &b), 0);
+	ck_assert_int_eq(lmn_bus_serve(b, "svc"), 0);
+	c = lmn__conv_at(&cli->l, cli->base, conv->idx);
+	ck_assert_uint_eq(c->server, a->self_idx);
+	ck_assert_int_eq(lmn_send(conv, "x", 1, 0), 0);
+	c->cmd.data.p_tail--; /* the sender has not counted it yet */
+	ck_assert_int_eq(lmn_next(a, &m1, 0), 0);
+	c->cmd.data.c_head--; /* a is killed before moving past it */
+	ck_assert_int_eq(lmn_bus_leave(a), 0);
+	c->cmd.data.p_tail++; /* the sender counts it */
+	ck_assert_uint_eq(c->server, b->self_idx);
+	ck_assert_int_eq(lmn_next(b, &m2, TH_TIMEOUT_MS), 0);
+	ck_assert_uint_eq(lmn_msg_size(m2), 1);
+	ck_assert_int_eq(lmn_next(b, &m3, 0), -ETIMEDOUT);
+	ck_assert_int_eq(lmn_reply(m2, "y", 1), 0);
+	lmn_msg_release(m2);
+	lmn_msg_release(m1);
+	{
+		char buf[8];
+
+		ck_assert_int_eq(lmn_recv(conv, buf, sizeof(buf), TH_TIMEOUT_MS), 1);
+		ck_assert_int_eq(buf[0], 'y');
+	}
+	/* Every cell came back once: a full ring's worth of sends fits, and
+	 * one more does not. */
+	for (uint32_t i = 0; i < cli->l.ring_depth; i++)
+		ck_assert_int_eq(lmn_send(conv, "z", 1, LMN_SEND_NONBLOCK), 0);
+	ck_assert_int_eq(lmn_send(conv, "z", 1, LMN_SEND_NONBLOCK), -EAGAIN);
+	lmn_conv_free(conv);
+	lmn_bus_leave(b);
+	lmn_bus_leave(cli);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("crash");
@@ -738,6 +793,7 @@ int main(void)
 	tcase_add_test(tc, stale_bus_recreated);
 	tcase_add_test(tc, watches_fire_once);
 	tcase_add_test(tc, recycled_pid_not_mistaken);
+	tcase_add_test(tc, reroute_sees_a_request_beyond_the_tail);
 	suite_add_tcase(s, tc);
 	return th_run(s);
 }

@@ -182,7 +182,8 @@ START_TEST(damaged_cell_index)
 	open_buffering(&f);
 	ck_assert_int_eq(lmn_send(f.conv, "x", 1, 0), 0);
 	rb = lmn__ringbuf(&f.bus->l, f.bus->base, f.conv->idx, 2);
-	rb[0].value = (void *)(uintptr_t)999999;
+	/* The right position, a cell that does not exist. */
+	rb[0].value = (void *)(uintptr_t)(1ull << 32 | 999999);
 	ck_assert_int_eq(lmn_recv(f.conv, buf, sizeof(buf), 0), -EUCLEAN);
 	/* The damaged entry was dropped; the channel goes on. */
 	ck_assert_int_eq(lmn_recv(f.conv, buf, sizeof(buf), 0), -ETIMEDOUT);
