@@ -73,9 +73,9 @@ static int reroute(const struct lmn__layout *l, void *base, struct lmn__conv *c,
 		unsigned int head = ck_pr_load_uint(&c->cmd.data.c_head);
 
 		for (unsigned int k = head; k - head < l->ring_size; k++) {
-			uint64_t v = ck_pr_load_64(lmn__slot(rb, l->ring_size, k));
+			uint64_t v;
 
-			if (!lmn__entry_at(v, k))
+			if (!lmn__published(rb, l->ring_size, k, &v))
 				break;
 			if (lmn__entry_cell(v) < l->ring_depth)
 				ck_pr_store_8(&states[lmn__entry_cell(v)], LMN__CELL_IDLE);

@@ -161,6 +161,12 @@ static void give_back(struct lmn_bus *bus, struct lmn__conv *c, uint32_t idx,
 		flush_if_drained(bus, c, idx, e);
 }
 
+/* Bus lock held.  Is conversation idx, tenant gen, the one we poll? */
+static bool is_hot(const struct lmn_bus *bus, uint32_t idx, uint32_t gen)
+{
+	return bus->hot && bus->hot_idx == idx && bus->hot_gen == gen;
+}
+
 /* Take the next message of conversation idx, if it is ours and has one. */
 static int take_from(struct lmn_bus *bus, uint32_t idx, struct lmn_msg **ret)
 {
@@ -223,7 +229,7 @@ static int take_from(struct lmn_bus *bus, uint32_t idx, struct lmn_msg **ret)
 		 * Careful on a conversation that was marked ready, and
 		 * before a close notice, which must not overtake a request
 		 * behind a damaged entry (see lmn__rx_look). */
-		bool careful = !(bus->hot && bus->hot_idx == idx && bus->hot_gen == gen);
+		bool careful = !is_hot(bus, idx, gen);
 
 		r = lmn__rx_peek(&e->cmd, &c->cmd, db, &bus->l, careful, &cell);
 		if (r == -EAGAIN && !careful && phase >= LMN__PHASE_COMPLETING)
@@ -330,7 +336,7 @@ static int unhot(struct lmn_bus *bus)
 		return 0;
 	ck_pr_store_32(&c->server_polling, 0);
 	ck_pr_fence_memory();
-	if (!lmn__chan_has_data(&c->cmd))
+	if (!lmn__chan_has_data(&c->cmd, bus->l.ring_size))
 		return 0;
 	pend_push(bus, bus->hot_idx);
 	return 1;
@@ -340,7 +346,7 @@ static int unhot(struct lmn_bus *bus)
  * request): its sender may skip the ready marks. */
 static void make_hot(struct lmn_bus *bus, struct lmn__conv *c, uint32_t idx, uint32_t gen)
 {
-	if (bus->hot && bus->hot_idx == idx && bus->hot_gen == gen)
+	if (is_hot(bus, idx, gen))
 		return;
 	(void)unhot(bus);
 	bus->hot_idx = idx;
@@ -383,7 +389,7 @@ static int try_next(struct lmn_bus *bus, struct lmn_msg **ret)
 					pend_push(bus, idx);
 					make_hot(bus, lmn__conv_at(&bus->l, bus->base, idx), idx,
 						 (*ret)->conv_gen);
-				} else if (bus->hot && bus->hot_idx == idx) {
+				} else if (is_hot(bus, idx, (*ret)->conv_gen)) {
 					(void)unhot(bus);
 				}
 				return 0;
@@ -447,6 +453,7 @@ LMN_EXPORT int lmn_next(lmn_bus *bus, lmn_msg **ret, int timeout_ms)
 
 	for (;;) {
 		uint32_t expect;
+		bool expired;
 
 		pthread_mutex_lock(&bus->lock);
 		r = try_next(bus, ret);
@@ -469,28 +476,22 @@ LMN_EXPORT int lmn_next(lmn_bus *bus, lmn_msg **ret, int timeout_ms)
 			deadline = lmn__deadline(timeout_ms, 0);
 			timed = true;
 		}
-		if (deadline && lmn__now_ns() >= deadline) {
-			/* Stop polling before giving up, as before sleeping:
-			 * unhot looks at the tail, which the quick look at the
-			 * polled conversation does not (take_from). */
-			pthread_mutex_lock(&bus->lock);
-			r = unhot(bus);
-			pthread_mutex_unlock(&bus->lock);
-			if (r)
-				continue;
-			return -ETIMEDOUT;
-		}
-		if (!spun) {
+		expired = deadline && lmn__now_ns() >= deadline;
+		if (!expired && !spun) {
 			spun = true;
 			if (lmn__spin_adaptive(bus, bus->last_peer_cpu, ready_now, &x))
 				continue;
 		}
-		/* Before sleeping, stop polling: from now on senders mark. */
+		/* Before sleeping or giving up, stop polling: from now on
+		 * senders mark, and unhot reads the tail, which the quick
+		 * look at the polled conversation does not (take_from). */
 		pthread_mutex_lock(&bus->lock);
 		r = unhot(bus);
 		pthread_mutex_unlock(&bus->lock);
 		if (r)
 			continue;
+		if (expired)
+			return -ETIMEDOUT;
 		expect = lmn__word_arm(&self->doorbell);
 		if (ready_now(&x))
 			continue;

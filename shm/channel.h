@@ -85,6 +85,23 @@ static inline uint32_t lmn__entry_cell(uint64_t v)
 {
 	return (uint32_t)v;
 }
+/* Does the slot of position pos hold pos's entry?  *v gets the slot. */
+static inline int lmn__published(struct ck_ring_buffer *buf, uint32_t size, uint32_t pos,
+				 uint64_t *v)
+{
+	*v = ck_pr_load_64(lmn__slot(buf, size, pos));
+	return lmn__entry_at(*v, pos);
+}
+/* What a data tail p says to a consumer at c: 0 nothing beyond c, 1 more
+ * published, -EUCLEAN damage.  The tail may trail the consumer by one:
+ * the producer stores an entry before the tail that counts it, and the
+ * consumer may have taken the entry in between. */
+static inline int lmn__tail_says(uint32_t p, uint32_t c, uint32_t size)
+{
+	if (p == c || p == c - 1)
+		return 0;
+	return p - c < size ? 1 : -EUCLEAN;
+}
 
 /* Set up an empty channel whose free ring holds every cell.  The data
  * ring's slots are cleared: the counters start again at 0, and an entry a
@@ -162,7 +179,9 @@ static inline int lmn__tx_attach(struct lmn__tx *tx, struct lmn__channel *ch,
 	 * row), or the next entry would land behind the consumer and never be
 	 * seen; and count them, so that the tail does not trail further. */
 	for (uint32_t i = 0; i < size; i++) {
-		if (!lmn__entry_at(ck_pr_load_64(lmn__slot(databuf, size, tx->data_p)), tx->data_p))
+		uint64_t v;
+
+		if (!lmn__published(databuf, size, tx->data_p, &v))
 			break;
 		tx->data_p++;
 		ck_pr_store_uint(&ch->data.p_tail, tx->data_p);
@@ -180,8 +199,7 @@ static inline int lmn__rx_attach(struct lmn__rx *rx, struct lmn__channel *ch, ui
 	rx->free_p = rx->free_pub = ck_pr_load_uint(&ch->free.p_tail);
 	/* Orders the counter loads before any load of the slots they cover. */
 	ck_pr_fence_load();
-	/* The head may pass the tail by one (see lmn__rx_look). */
-	return p - rx->data_c < size || p == rx->data_c - 1 ? 0 : -EUCLEAN;
+	return lmn__tail_says(p, rx->data_c, size) < 0 ? -EUCLEAN : 0;
 }
 
 /* Producer: take a free cell.  0 and *cell, -EAGAIN when every cell is in
@@ -278,9 +296,9 @@ static inline void lmn__rx_advance(struct lmn__rx *rx, struct lmn__channel *ch)
 static inline int lmn__rx_ready(const struct lmn__rx *rx, struct ck_ring_buffer *databuf,
 				uint32_t size)
 {
-	uint32_t c = ck_pr_load_32((uint32_t *)&rx->data_c);
+	uint64_t v;
 
-	return lmn__entry_at(ck_pr_load_64(lmn__slot(databuf, size, c)), c);
+	return lmn__published(databuf, size, ck_pr_load_32((uint32_t *)&rx->data_c), &v);
 }
 
 /* Consumer: the oldest entry.  1 and *entry, 0 when nothing is published,
@@ -298,28 +316,21 @@ static inline int lmn__rx_look(const struct lmn__rx *rx, struct lmn__channel *ch
 			       struct ck_ring_buffer *databuf, const struct lmn__layout *l,
 			       bool careful, uint64_t *entry)
 {
-	uint64_t *slot = lmn__slot(databuf, l->ring_size, rx->data_c);
-	uint64_t v = ck_pr_load_64(slot);
-	uint32_t p;
+	uint64_t v;
+	int r;
 
-	if (!lmn__entry_at(v, rx->data_c)) {
+	if (!lmn__published(databuf, l->ring_size, rx->data_c, &v)) {
 		if (!careful)
 			return 0;
-		/* Nothing at our position, which the tail must not deny.  It
-		 * may trail us by one: the producer stores an entry before
-		 * the tail that counts it, and we may have taken the entry in
-		 * between. */
-		p = ck_pr_load_uint(&ch->data.p_tail);
-		if (p == rx->data_c || p == rx->data_c - 1)
-			return 0;
-		if (p - rx->data_c >= l->ring_size)
-			return -EUCLEAN;
+		/* Nothing at our position, which the tail must not deny. */
+		r = lmn__tail_says(ck_pr_load_uint(&ch->data.p_tail), rx->data_c, l->ring_size);
+		if (r <= 0)
+			return r;
 		/* Orders the tail load before the second look at the slot,
 		 * pairing with the store fence between them in
 		 * lmn__tx_publish: a tail past us means our entry is there. */
 		ck_pr_fence_load();
-		v = ck_pr_load_64(slot);
-		if (!lmn__entry_at(v, rx->data_c))
+		if (!lmn__published(databuf, l->ring_size, rx->data_c, &v))
 			return -EBADMSG;
 	}
 	/* Orders the slot load before the loads of the cell it names,
@@ -371,9 +382,10 @@ static inline int lmn__rx_peek(struct lmn__rx *rx, struct lmn__channel *ch,
 static inline int lmn__rx_peek_next(const struct lmn__rx *rx, struct ck_ring_buffer *databuf,
 				    const struct lmn__layout *l, uint32_t *cell)
 {
-	uint64_t v = ck_pr_load_64(lmn__slot(databuf, l->ring_size, rx->data_c + 1));
+	uint64_t v;
 
-	if (!lmn__entry_at(v, rx->data_c + 1) || lmn__entry_cell(v) >= l->ring_depth)
+	if (!lmn__published(databuf, l->ring_size, rx->data_c + 1, &v) ||
+	    lmn__entry_cell(v) >= l->ring_depth)
 		return -EAGAIN;
 	*cell = lmn__entry_cell(v);
 	return 0;
@@ -434,13 +446,13 @@ static inline int lmn__chan_give_back(struct lmn__channel *ch, struct ck_ring_bu
 	return r == -EAGAIN ? -EUCLEAN : r;
 }
 
-/* Either side: is anything published and not yet taken?  (The head may
- * pass the tail by one for a moment: see lmn__rx_look.) */
-static inline int lmn__chan_has_data(const struct lmn__channel *ch)
+/* Either side: is anything published and not yet taken, or are the
+ * counters damaged (which the consumer's careful look then reports)? */
+static inline int lmn__chan_has_data(const struct lmn__channel *ch, uint32_t size)
 {
 	unsigned int c = ck_pr_load_uint(&ch->data.c_head);
 
-	return (int32_t)(ck_pr_load_uint(&ch->data.p_tail) - c) > 0;
+	return lmn__tail_says(ck_pr_load_uint(&ch->data.p_tail), c, size) != 0;
 }
 
 
