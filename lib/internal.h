@@ -140,12 +140,6 @@ uint64_t lmn__deadline(int timeout_ms, uint64_t conv_deadline_ns);
 int lmn__wait(uint32_t *word, uint32_t expected, uint64_t deadline_ns, int peer_fd,
 	      uint64_t peer_key);
 void lmn__wake(uint32_t *word);
-/* Names one participant of one bus handle, for the io_uring backend to know
- * whether the pidfd poll it has armed is for the same peer. */
-static inline uint64_t lmn__peer_key(const struct lmn_bus *bus, uint32_t idx, uint32_t gen)
-{
-	return ((uint64_t)(uintptr_t)bus * 0x9e3779b97f4a7c15ull) ^ ((uint64_t)idx << 32 | gen);
-}
 /* Spin while cond(ctx) is false, for at most spin_ns; nonzero when cond
  * came true. */
 int lmn__spin(uint32_t spin_ns, int (*cond)(void *), void *ctx);
@@ -209,8 +203,11 @@ void lmn__msgs_del(struct lmn_bus *bus, struct lmn_msg *m);
 void lmn__sentinel_watch(struct lmn_bus *bus, uint32_t idx, uint32_t gen);
 void lmn__sentinel_forget(struct lmn_bus *bus);
 /* A pidfd for (idx, gen) that stays open until the bus is left, for a
- * waiter to poll; -1 if none. */
-int lmn__sentinel_pidfd(struct lmn_bus *bus, uint32_t idx, uint32_t gen);
+ * waiter to poll; -1 if none.  *ret_key names it for the io_uring backend
+ * (lmn__wait's peer_key), to tell whether the poll it has armed is on this
+ * very descriptor: never reused in the process, where a bus handle's
+ * address and a participant's (idx, gen) come back with the next bus. */
+int lmn__sentinel_pidfd(struct lmn_bus *bus, uint32_t idx, uint32_t gen, uint64_t *ret_key);
 void lmn__sentinel_put(struct lmn_bus *bus, uint32_t idx, uint32_t gen);
 
 /* watch.c */

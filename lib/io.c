@@ -61,10 +61,10 @@ static int32_t server_cpu(const struct lmn_bus *bus, uint32_t s)
 static int wait_on(struct lmn_bus *bus, uint32_t *word, uint32_t expect, uint64_t deadline,
 		   uint32_t peer, uint32_t peer_gen, int32_t peer_cpu)
 {
-	int fd = peer == UINT32_MAX ? -1 : lmn__sentinel_pidfd(bus, peer, peer_gen);
+	uint64_t key = 0;
+	int fd = peer == UINT32_MAX ? -1 : lmn__sentinel_pidfd(bus, peer, peer_gen, &key);
 	bool same_cpu = peer_cpu >= 0 && peer_cpu == lmn__current_cpu();
-	int r = lmn__wait(word, expect, deadline, same_cpu ? -1 : fd,
-			  lmn__peer_key(bus, peer, peer_gen));
+	int r = lmn__wait(word, expect, deadline, same_cpu ? -1 : fd, key);
 
 	if (fd >= 0)
 		lmn__sentinel_put(bus, peer, peer_gen);

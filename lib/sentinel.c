@@ -234,7 +234,7 @@ void lmn__sentinel_watch(struct lmn_bus *bus, uint32_t idx, uint32_t gen)
 	pthread_mutex_unlock(&S.lock);
 }
 
-int lmn__sentinel_pidfd(struct lmn_bus *bus, uint32_t idx, uint32_t gen)
+int lmn__sentinel_pidfd(struct lmn_bus *bus, uint32_t idx, uint32_t gen, uint64_t *ret_key)
 {
 	struct sentry *e;
 	int fd;
@@ -245,6 +245,7 @@ int lmn__sentinel_pidfd(struct lmn_bus *bus, uint32_t idx, uint32_t gen)
 	fd = -1;
 	if (e) {
 		fd = e->pidfd;
+		*ret_key = e->id;
 		e->users++;
 	}
 	pthread_mutex_unlock(&S.lock);

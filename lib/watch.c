@@ -212,6 +212,7 @@ LMN_EXPORT int lmn_watch_wait(lmn_watch *watch, int timeout_ms)
 	word = &lmn__hdr(bus->base)->roster_word;
 	deadline = lmn__deadline(timeout_ms, 0);
 	for (;;) {
+		uint64_t key = 0;
 		uint32_t expect;
 		eventfd_t v;
 		int r, fd;
@@ -237,8 +238,8 @@ LMN_EXPORT int lmn_watch_wait(lmn_watch *watch, int timeout_ms)
 		pthread_mutex_unlock(&bus->wlock);
 		if (r)
 			continue;
-		fd = lmn__sentinel_pidfd(bus, watch->idx, watch->gen);
-		r = lmn__wait(word, expect, deadline, fd, lmn__peer_key(bus, watch->idx, watch->gen));
+		fd = lmn__sentinel_pidfd(bus, watch->idx, watch->gen, &key);
+		r = lmn__wait(word, expect, deadline, fd, key);
 		if (fd >= 0)
 			lmn__sentinel_put(bus, watch->idx, watch->gen);
 		if (r == 1)

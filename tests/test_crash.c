@@ -21,6 +21,7 @@
 
 #include "harness.h"
 #include "../lib/internal.h"
+#include "../shm/table.h"
 
 /* A server child: echoes requests ("R:" in front of redelivered ones);
  * on a request "hold:SELF" it fires `holding` and stops answering, waiting
@@ -773,6 +774,42 @@ START_TEST(reroute_sees_a_request_beyond_the_tail)
 }
 END_TEST
 
+/* An io_uring waiter keeps its poll on a peer's pidfd armed across waits,
+ * and tells by key whether the poll it has is on the peer it waits for
+ * now.  A key must never come back for another descriptor: a poll left on
+ * a dead peer of a bus since left would otherwise pass for the death of a
+ * live peer now (a new bus handle can land at the old one's address, its
+ * participants at the old indices and generations), and the live peer
+ * would be reaped.  The keys name sentinel entries, never reused. */
+START_TEST(pidfd_keys_are_never_reused)
+{
+	const char *name = th_bus(8, 4, 64);
+	uint64_t k1 = 0, k2 = 0, k3 = 0;
+	uint32_t idx, gen;
+	struct srv s1;
+	lmn_bus *bus;
+	pid_t p1 = start_srv(&s1, name, "s1", "svc");
+	int fd;
+
+	ck_assert_int_eq(lmn_bus_join(name, "cli", &bus), 0);
+	ck_assert_int_eq(lmn__part_find(&bus->l, bus->base, "s1", &idx, &gen), 0);
+	fd = lmn__sentinel_pidfd(bus, idx, gen, &k1);
+	ck_assert_int_ge(fd, 0);
+	lmn__sentinel_put(bus, idx, gen);
+	/* The same entry while it lasts... */
+	ck_assert_int_ge(lmn__sentinel_pidfd(bus, idx, gen, &k2), 0);
+	lmn__sentinel_put(bus, idx, gen);
+	ck_assert_uint_eq(k1, k2);
+	/* ...and a new key once it is forgotten, as when a bus is left. */
+	lmn__sentinel_forget(bus);
+	ck_assert_int_ge(lmn__sentinel_pidfd(bus, idx, gen, &k3), 0);
+	lmn__sentinel_put(bus, idx, gen);
+	ck_assert_uint_ne(k1, k3);
+	kill_and_reap(p1);
+	lmn_bus_leave(bus);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("crash");
@@ -794,6 +831,7 @@ int main(void)
 	tcase_add_test(tc, watches_fire_once);
 	tcase_add_test(tc, recycled_pid_not_mistaken);
 	tcase_add_test(tc, reroute_sees_a_request_beyond_the_tail);
+	tcase_add_test(tc, pidfd_keys_are_never_reused);
 	suite_add_tcase(s, tc);
 	return th_run(s);
 }
