@@ -66,10 +66,12 @@ static int wait_on(struct lmn_bus *bus, uint32_t *word, uint32_t expect, uint64_
 	bool same_cpu = peer_cpu >= 0 && peer_cpu == lmn__current_cpu();
 	int r = lmn__wait(word, expect, deadline, same_cpu ? -1 : fd, key);
 
+	/* Reap first: the caller's return waits for it, the pidfd's release
+	 * does not. */
+	if (r == 1)
+		(void)lmn__part_reap_exited(&bus->l, bus->base, peer, peer_gen);
 	if (fd >= 0)
 		lmn__sentinel_put(bus, peer, peer_gen);
-	if (r == 1)
-		(void)lmn__part_reap(&bus->l, bus->base, peer, peer_gen);
 	return r;
 }
 

@@ -38,24 +38,33 @@ struct sentry {
 };
 
 static struct {
-	pthread_mutex_t lock; /* guards everything here; held while reaping */
+	/* Guards everything here.  Never held while reaping: a waiter woken
+	 * by the same death takes it (to give its pidfd back) and must not
+	 * queue behind the sentinel's reap, or it returns a reap late. */
+	pthread_mutex_t lock;
+	/* Held by the sentinel while it reaps, and by a bus that leaves while
+	 * it forgets its entries: the bus stays mapped under a reap.  Taken
+	 * before lock, never after. */
+	pthread_mutex_t reap_lock;
 	int epfd;
 	bool running;
 	struct sentry *v;
 	size_t n, cap;
 	uint64_t next_id;
-} S = {PTHREAD_MUTEX_INITIALIZER, -1, false, NULL, 0, 0, 1};
+} S = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, -1, false, NULL, 0, 0, 1};
 
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 
 static void fork_prepare(void)
 {
+	pthread_mutex_lock(&S.reap_lock);
 	pthread_mutex_lock(&S.lock);
 }
 
 static void fork_parent(void)
 {
 	pthread_mutex_unlock(&S.lock);
+	pthread_mutex_unlock(&S.reap_lock);
 }
 
 /* The child has no sentinel thread and must not share the parent's epoll
@@ -72,6 +81,7 @@ static void fork_child(void)
 	S.epfd = -1;
 	S.running = false;
 	pthread_mutex_init(&S.lock, NULL);
+	pthread_mutex_init(&S.reap_lock, NULL);
 }
 
 static void atfork_init(void)
@@ -84,6 +94,40 @@ static void remove_at(size_t i)
 	epoll_ctl(S.epfd, EPOLL_CTL_DEL, S.v[i].pidfd, NULL);
 	close(S.v[i].pidfd);
 	S.v[i] = S.v[--S.n];
+}
+
+/* reap_lock held.  Reap every pending entry, without the table lock: the
+ * entries are looked up again by id after each reap, since the table may
+ * change meanwhile (waiters add entries; only entries of participants that
+ * moved on are dropped, and forgetting a bus waits for reap_lock). */
+static void reap_pending(void)
+{
+	for (size_t i = 0;; i++) {
+		struct sentry e = {0};
+		bool found = false;
+		uint64_t w;
+
+		pthread_mutex_lock(&S.lock);
+		for (; i < S.n; i++) {
+			if (S.v[i].pending) {
+				e = S.v[i];
+				found = true;
+				break;
+			}
+		}
+		pthread_mutex_unlock(&S.lock);
+		if (!found)
+			return;
+		(void)lmn__part_reap_exited(&e.bus->l, e.bus->base, e.idx, e.gen);
+		w = ck_pr_load_64(&lmn__part(&e.bus->l, e.bus->base, e.idx)->slot);
+		if (lmn__slot_gen(w) != e.gen || lmn__slot_state(w) == LMN__SLOT_FREE) {
+			pthread_mutex_lock(&S.lock);
+			for (size_t j = 0; j < S.n; j++)
+				if (S.v[j].id == e.id)
+					S.v[j].pending = 0;
+			pthread_mutex_unlock(&S.lock);
+		}
+	}
 }
 
 static void *sentinel_main(void *arg)
@@ -108,6 +152,7 @@ static void *sentinel_main(void *arg)
 		n = epoll_wait(S.epfd, ev, 16, any_pending ? 100 : -1);
 		if (n < 0 && errno != EINTR)
 			return NULL;
+		pthread_mutex_lock(&S.reap_lock);
 		pthread_mutex_lock(&S.lock);
 		for (int k = 0; k < n; k++) {
 			for (size_t i = 0; i < S.n; i++) {
@@ -122,20 +167,9 @@ static void *sentinel_main(void *arg)
 				break;
 			}
 		}
-		for (size_t i = 0; i < S.n; i++) {
-			struct sentry *e = &S.v[i];
-			uint64_t w;
-
-			if (!e->pending)
-				continue;
-			/* The bus stays mapped: leaving takes this lock to
-			 * forget its entries first. */
-			(void)lmn__part_reap(&e->bus->l, e->bus->base, e->idx, e->gen);
-			w = ck_pr_load_64(&lmn__part(&e->bus->l, e->bus->base, e->idx)->slot);
-			if (lmn__slot_gen(w) != e->gen || lmn__slot_state(w) == LMN__SLOT_FREE)
-				e->pending = 0;
-		}
 		pthread_mutex_unlock(&S.lock);
+		reap_pending();
+		pthread_mutex_unlock(&S.reap_lock);
 	}
 }
 
@@ -268,6 +302,7 @@ void lmn__sentinel_put(struct lmn_bus *bus, uint32_t idx, uint32_t gen)
 void lmn__sentinel_forget(struct lmn_bus *bus)
 {
 	pthread_once(&atfork_once, atfork_init);
+	pthread_mutex_lock(&S.reap_lock);
 	pthread_mutex_lock(&S.lock);
 	for (size_t i = 0; i < S.n;) {
 		if (S.v[i].bus == bus)
@@ -276,4 +311,5 @@ void lmn__sentinel_forget(struct lmn_bus *bus)
 			i++;
 	}
 	pthread_mutex_unlock(&S.lock);
+	pthread_mutex_unlock(&S.reap_lock);
 }

@@ -240,10 +240,10 @@ LMN_EXPORT int lmn_watch_wait(lmn_watch *watch, int timeout_ms)
 			continue;
 		fd = lmn__sentinel_pidfd(bus, watch->idx, watch->gen, &key);
 		r = lmn__wait(word, expect, deadline, fd, key);
+		if (r == 1)
+			(void)lmn__part_reap_exited(&bus->l, bus->base, watch->idx, watch->gen);
 		if (fd >= 0)
 			lmn__sentinel_put(bus, watch->idx, watch->gen);
-		if (r == 1)
-			(void)lmn__part_reap(&bus->l, bus->base, watch->idx, watch->gen);
 	}
 }
 
