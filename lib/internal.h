@@ -172,9 +172,9 @@ void lmn__initiator_departed(const struct lmn__layout *l, void *base, uint32_t c
 void lmn__part_departed(const struct lmn__layout *l, void *base, uint32_t idx, uint32_t gen,
 			uint32_t health);
 int lmn__part_reap(const struct lmn__layout *l, void *base, uint32_t idx, uint32_t gen);
-/* The same, for a caller that saw the pidfd of this very tenant (opened
- * after its identity was checked) readable: it has exited, and is not
- * asked again. */
+/* The same, for a caller that saw the pidfd of this very tenant (whose
+ * identity was checked through that pidfd when it was opened) readable:
+ * it has exited, and is not asked again. */
 int lmn__part_reap_exited(const struct lmn__layout *l, void *base, uint32_t idx, uint32_t gen);
 /* How a participant that is no longer live went: LMN__HEALTH_CRASHED or
  * LMN__HEALTH_LEFT. */

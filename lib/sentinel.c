@@ -38,13 +38,15 @@ struct sentry {
 };
 
 static struct {
-	/* Guards everything here.  Never held while reaping: a waiter woken
-	 * by the same death takes it (to give its pidfd back) and must not
-	 * queue behind the sentinel's reap, or it returns a reap late. */
+	/* Guards everything here.  The sentinel thread does not hold it while
+	 * it reaps: a waiter woken by the same death takes it (to give its
+	 * pidfd back) and must not queue behind that reap.  (A waiter that
+	 * finds its peer already dying at registration reaps under it, in
+	 * find_or_add: rare, and on that waiter's own path.) */
 	pthread_mutex_t lock;
-	/* Held by the sentinel while it reaps, and by a bus that leaves while
-	 * it forgets its entries: the bus stays mapped under a reap.  Taken
-	 * before lock, never after. */
+	/* Held by the sentinel while it reaps, by a bus that leaves while it
+	 * forgets its entries (the bus stays mapped under a reap), and across
+	 * fork.  Taken before lock, never after. */
 	pthread_mutex_t reap_lock;
 	int epfd;
 	bool running;
@@ -96,35 +98,33 @@ static void remove_at(size_t i)
 	S.v[i] = S.v[--S.n];
 }
 
-/* reap_lock held.  Reap every pending entry, without the table lock: the
- * entries are looked up again by id after each reap, since the table may
- * change meanwhile (waiters add entries; only entries of participants that
- * moved on are dropped, and forgetting a bus waits for reap_lock). */
+/* reap_lock held.  Reap every pending entry, without the table lock, in
+ * the order of their ids (never reused): the table may change meanwhile
+ * (waiters add entries and drop stale ones, which moves others), so each
+ * step looks the next one up again. */
 static void reap_pending(void)
 {
-	for (size_t i = 0;; i++) {
+	uint64_t last = 0;
+
+	for (;;) {
 		struct sentry e = {0};
-		bool found = false;
 		uint64_t w;
 
 		pthread_mutex_lock(&S.lock);
-		for (; i < S.n; i++) {
-			if (S.v[i].pending) {
+		for (size_t i = 0; i < S.n; i++)
+			if (S.v[i].pending && S.v[i].id > last && (!e.id || S.v[i].id < e.id))
 				e = S.v[i];
-				found = true;
-				break;
-			}
-		}
 		pthread_mutex_unlock(&S.lock);
-		if (!found)
+		if (!e.id)
 			return;
+		last = e.id;
 		(void)lmn__part_reap_exited(&e.bus->l, e.bus->base, e.idx, e.gen);
 		w = ck_pr_load_64(&lmn__part(&e.bus->l, e.bus->base, e.idx)->slot);
 		if (lmn__slot_gen(w) != e.gen || lmn__slot_state(w) == LMN__SLOT_FREE) {
 			pthread_mutex_lock(&S.lock);
-			for (size_t j = 0; j < S.n; j++)
-				if (S.v[j].id == e.id)
-					S.v[j].pending = 0;
+			for (size_t i = 0; i < S.n; i++)
+				if (S.v[i].id == e.id)
+					S.v[i].pending = 0;
 			pthread_mutex_unlock(&S.lock);
 		}
 	}
@@ -148,7 +148,7 @@ static void *sentinel_main(void *arg)
 		pthread_mutex_unlock(&S.lock);
 		/* Sleep until a peer exits; while a death is claimed by a
 		 * reaper that has not finished, look again now and then: if
-		 * that reaper died too, lmn__part_reap takes over. */
+		 * that reaper died too, lmn__part_reap_exited takes over. */
 		n = epoll_wait(S.epfd, ev, 16, any_pending ? 100 : -1);
 		if (n < 0 && errno != EINTR)
 			return NULL;
@@ -216,7 +216,7 @@ static struct sentry *find_or_add(struct lmn_bus *bus, uint32_t idx, uint32_t ge
 	for (size_t i = 0; S.n >= 64 && i < S.n;) {
 		struct sentry *e = &S.v[i];
 
-		if (e->bus == bus && !e->users &&
+		if (e->bus == bus && !e->users && !e->pending &&
 		    !lmn__part_live(&bus->l, bus->base, e->idx, e->gen))
 			remove_at(i);
 		else

@@ -182,6 +182,20 @@ int lmn__uring_probe(void)
 }
 
 
+/* This wait cannot go on (no SQE, or io_uring_enter failed): tear the
+ * ring down, with whatever it had queued or armed.  A poll left queued but
+ * not submitted would be submitted by a later wait under its old key, on
+ * whatever file then holds the descriptor's number, and its completion
+ * read as the peer's death. */
+static int give_up(struct io_uring *ring)
+{
+	io_uring_queue_exit(ring);
+	tl.ready = 0;
+	tl.poll_armed = 0;
+	tl.poll_fired = 0;
+	return -ENOSYS;
+}
+
 /*
  * One sleep for whichever comes first: the word changes (FUTEX_WAIT), the
  * deadline passes (a timeout linked to the wait), or the peer exits (a poll
@@ -210,13 +224,13 @@ int lmn__uring_wait(uint32_t *word, uint32_t expected, uint64_t deadline_ns, int
 			if (tl.poll_armed) {
 				sqe = io_uring_get_sqe(ring);
 				if (!sqe)
-					return -ENOSYS;
+					return give_up(ring);
 				io_uring_prep_cancel64(sqe, tl.poll_ud, 0);
 				sqe->user_data = UD_CANCEL;
 			}
 			sqe = io_uring_get_sqe(ring);
 			if (!sqe)
-				return -ENOSYS;
+				return give_up(ring);
 			io_uring_prep_poll_add(sqe, peer_fd, POLLIN);
 			tl.poll_ud = UD_POLL_FIRST + tl.next_ud++;
 			sqe->user_data = tl.poll_ud;
@@ -227,13 +241,13 @@ int lmn__uring_wait(uint32_t *word, uint32_t expected, uint64_t deadline_ns, int
 	}
 	sqe = io_uring_get_sqe(ring);
 	if (!sqe)
-		return -ENOSYS;
+		return give_up(ring);
 	prep_futex_wait(sqe, word, expected);
 	if (deadline_ns) {
 		sqe->flags |= IOSQE_IO_LINK;
 		sqe = io_uring_get_sqe(ring);
 		if (!sqe)
-			return -ENOSYS;
+			return give_up(ring);
 		ts.tv_sec = (long long)(deadline_ns / 1000000000ull);
 		ts.tv_nsec = (long long)(deadline_ns % 1000000000ull);
 		io_uring_prep_link_timeout(sqe, &ts, IORING_TIMEOUT_ABS);
@@ -247,14 +261,14 @@ int lmn__uring_wait(uint32_t *word, uint32_t expected, uint64_t deadline_ns, int
 		if (io_uring_sq_ready(ring)) {
 			r = io_uring_submit_and_wait(ring, 1);
 			if (r < 0 && r != -EINTR)
-				return -ENOSYS;
+				return give_up(ring);
 			continue;
 		}
 		r = io_uring_wait_cqe(ring, &cqe);
 		if (r == -EINTR)
 			continue; /* the ops are in the kernel; keep waiting */
 		if (r < 0)
-			return -ENOSYS;
+			return give_up(ring);
 		if (cqe->user_data == UD_FUTEX) {
 			futex_done = true;
 			futex_res = cqe->res;
