@@ -213,6 +213,11 @@ void lmn__sentinel_forget(struct lmn_bus *bus);
  * address and a participant's (idx, gen) come back with the next bus. */
 int lmn__sentinel_pidfd(struct lmn_bus *bus, uint32_t idx, uint32_t gen, uint64_t *ret_key);
 void lmn__sentinel_put(struct lmn_bus *bus, uint32_t idx, uint32_t gen);
+/* lmn__wait() on word, with (idx, gen) watched by the sentinel, and its
+ * pidfd polled in the same sleep when poll is true; a death seen there is
+ * reaped before returning 1. */
+int lmn__sentinel_wait(struct lmn_bus *bus, uint32_t *word, uint32_t expect, uint64_t deadline,
+		       uint32_t idx, uint32_t gen, bool poll);
 
 /* watch.c */
 void lmn__watches_stop(struct lmn_bus *bus);

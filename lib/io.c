@@ -56,23 +56,16 @@ static int32_t server_cpu(const struct lmn_bus *bus, uint32_t s)
  * wake it sends is a same-CPU wake: there io_uring's asynchronous futex wait
  * costs about as much again as the whole futex(2) round trip
  * (perf/README.md).  Such a wait sleeps in futex(2) and leaves the peer's
- * death to the sentinel thread, which watches the same pidfd (registered
- * below) and reaps, which wakes the word. */
+ * death to the sentinel thread, which watches the same pidfd (all waits
+ * register it) and reaps, which wakes the word. */
 static int wait_on(struct lmn_bus *bus, uint32_t *word, uint32_t expect, uint64_t deadline,
 		   uint32_t peer, uint32_t peer_gen, int32_t peer_cpu)
 {
-	uint64_t key = 0;
-	int fd = peer == UINT32_MAX ? -1 : lmn__sentinel_pidfd(bus, peer, peer_gen, &key);
 	bool same_cpu = peer_cpu >= 0 && peer_cpu == lmn__current_cpu();
-	int r = lmn__wait(word, expect, deadline, same_cpu ? -1 : fd, key);
 
-	/* Reap first: the caller's return waits for it, the pidfd's release
-	 * does not. */
-	if (r == 1)
-		(void)lmn__part_reap_exited(&bus->l, bus->base, peer, peer_gen);
-	if (fd >= 0)
-		lmn__sentinel_put(bus, peer, peer_gen);
-	return r;
+	if (peer == UINT32_MAX)
+		return lmn__wait(word, expect, deadline, -1, 0);
+	return lmn__sentinel_wait(bus, word, expect, deadline, peer, peer_gen, !same_cpu);
 }
 
 /* Why a call on this conversation cannot go on, or 0. */

@@ -286,6 +286,22 @@ int lmn__sentinel_pidfd(struct lmn_bus *bus, uint32_t idx, uint32_t gen, uint64_
 	return fd;
 }
 
+int lmn__sentinel_wait(struct lmn_bus *bus, uint32_t *word, uint32_t expect, uint64_t deadline,
+			uint32_t idx, uint32_t gen, bool poll)
+{
+	uint64_t key = 0;
+	int fd = lmn__sentinel_pidfd(bus, idx, gen, &key);
+	int r = lmn__wait(word, expect, deadline, poll ? fd : -1, key);
+
+	/* Reap first: the caller's return waits for it, the pidfd's release
+	 * does not. */
+	if (r == 1)
+		(void)lmn__part_reap_exited(&bus->l, bus->base, idx, gen);
+	if (fd >= 0)
+		lmn__sentinel_put(bus, idx, gen);
+	return r;
+}
+
 void lmn__sentinel_put(struct lmn_bus *bus, uint32_t idx, uint32_t gen)
 {
 	pthread_mutex_lock(&S.lock);

@@ -212,10 +212,9 @@ LMN_EXPORT int lmn_watch_wait(lmn_watch *watch, int timeout_ms)
 	word = &lmn__hdr(bus->base)->roster_word;
 	deadline = lmn__deadline(timeout_ms, 0);
 	for (;;) {
-		uint64_t key = 0;
 		uint32_t expect;
 		eventfd_t v;
-		int r, fd;
+		int r;
 
 		pthread_mutex_lock(&bus->wlock);
 		if (watch->delivered) {
@@ -238,12 +237,7 @@ LMN_EXPORT int lmn_watch_wait(lmn_watch *watch, int timeout_ms)
 		pthread_mutex_unlock(&bus->wlock);
 		if (r)
 			continue;
-		fd = lmn__sentinel_pidfd(bus, watch->idx, watch->gen, &key);
-		r = lmn__wait(word, expect, deadline, fd, key);
-		if (r == 1)
-			(void)lmn__part_reap_exited(&bus->l, bus->base, watch->idx, watch->gen);
-		if (fd >= 0)
-			lmn__sentinel_put(bus, watch->idx, watch->gen);
+		(void)lmn__sentinel_wait(bus, word, expect, deadline, watch->idx, watch->gen, true);
 	}
 }
 
