@@ -262,6 +262,10 @@ void lmn__conv_fill_info(struct lmn_conv *conv, struct lmn__conv *c, struct lmn_
 	if (lmn__name_copy(info.participants[1].name, c->server_name) < 0)
 		info.participants[1].name[0] = '\0';
 	info.participants[1].pid = c->server_pid;
+	/* The server before the crash count: a reroute records the crash
+	 * before it names the new server, so a moved conversation never
+	 * shows without the record of the move. */
+	ck_pr_fence_load();
 	info.n_crashes = ck_pr_load_32(&c->ncrashes);
 	for (uint32_t i = 0; i < info.n_crashes && i < LMN_CRASH_RECORDS; i++) {
 		struct lmn__crash_rec *r = &c->crash[i];

@@ -42,27 +42,33 @@ static void crash_record(struct lmn__conv *c, const char *name, int32_t pid, uin
 	r->exit_ns = exit_ns;
 }
 
-/* Move a conversation whose server departed to another live server of the
+/* The live server of the conversation's service a reroute would move it
+ * to, or -1 when there is none or the conversation is past routing. */
+static int route_target(const struct lmn__layout *l, void *base, struct lmn__conv *c,
+			uint32_t *ret_idx, uint32_t *ret_gen)
+{
+	char service[LMN__NAME_SIZE];
+
+	if (lmn__name_copy(service, c->service) < 0 || !service[0])
+		return -1;
+	if (ck_pr_load_32(&c->phase) >= LMN__PHASE_COMPLETING)
+		return -1; /* closing or failed: nothing left to route */
+	return lmn__part_find_server(l, base, service, ret_idx, ret_gen) < 0 ? -1 : 0;
+}
+
+/* Move a conversation whose server departed to the live server ns of the
  * same service.  Requests the old server took and had not answered are
  * marked for redelivery; ones it answered, and ones it released but had
  * not yet published back (RETURNING), go back to the free ring (we stand in
  * for its consumer end now: the old server is gone and the new one is not
- * yet installed).  Requests still in the ring simply wait for the new server.
- * Returns 1 when moved. */
-static int reroute(const struct lmn__layout *l, void *base, struct lmn__conv *c, uint32_t idx,
-		   uint32_t gen)
+ * yet installed).  Requests still in the ring simply wait for the new server. */
+static void reroute(const struct lmn__layout *l, void *base, struct lmn__conv *c, uint32_t idx,
+		    uint32_t gen, uint32_t ns, uint32_t ngen)
 {
-	uint32_t ns, ngen, old = c->server, old_gen = c->server_gen, redeliver = 0;
+	uint32_t old = c->server, old_gen = c->server_gen, redeliver = 0;
 	uint8_t *states = lmn__cell_states(l, base, idx);
 	struct lmn__participant *np;
-	char service[LMN__NAME_SIZE];
 
-	if (lmn__name_copy(service, c->service) < 0 || !service[0])
-		return 0;
-	if (ck_pr_load_32(&c->phase) >= LMN__PHASE_COMPLETING)
-		return 0; /* closing or failed: nothing left to route */
-	if (lmn__part_find_server(l, base, service, &ns, &ngen) < 0)
-		return 0;
 	/* A server marks a cell held before it moves the ring's head past
 	 * it: one that died in between left the cell both marked and still
 	 * queued.  Queued cells will be delivered anyway: unmark them, or the
@@ -107,8 +113,8 @@ static int reroute(const struct lmn__layout *l, void *base, struct lmn__conv *c,
 	c->server_exit_ns = 0;
 	ck_pr_inc_32(&np->serving);
 	lmn__part_unserve(l, base, old, old_gen);
-	/* The new server's identity, then the all-clear: take_from() checks
-	 * both, in the other order. */
+	/* The new server's identity (and the crash record our caller made),
+	 * then the all-clear: take_from() checks both, in the other order. */
 	ck_pr_store_32(&c->server, ns);
 	ck_pr_store_32(&c->server_gen, ngen);
 	ck_pr_fence_store();
@@ -124,7 +130,6 @@ static int reroute(const struct lmn__layout *l, void *base, struct lmn__conv *c,
 	/* Cells given back above may be what a blocked sender waits for. */
 	if (lmn__word_signal(&c->cmd.free_word))
 		lmn__wake(&c->cmd.free_word);
-	return 1;
 }
 
 void lmn__server_departed(const struct lmn__layout *l, void *base, uint32_t idx, uint32_t gen,
@@ -152,11 +157,18 @@ void lmn__server_departed(const struct lmn__layout *l, void *base, uint32_t idx,
 		name[0] = '\0';
 	policy = ck_pr_load_32(&c->policy);
 	if (policy == LMN_POLICY_ROUTE_NEXT) {
-		int32_t pid = c->server_pid;
+		uint32_t ns, ngen;
 
-		if (reroute(l, base, c, idx, gen)) {
+		if (route_target(l, base, c, &ns, &ngen) == 0) {
+			/* Recorded before the move: once the new server is
+			 * in, the caller may have its reply and read the
+			 * conversation's state before we get here again. */
 			if (health == LMN__HEALTH_CRASHED)
-				crash_record(c, name, pid, LMN_CRASH_ROUTED, exit_ns);
+				crash_record(c, name, c->server_pid, LMN_CRASH_ROUTED, exit_ns);
+			/* The record before the new server's name and pid,
+			 * which lmn_conv_state() reads before the count. */
+			ck_pr_fence_store();
+			reroute(l, base, c, idx, gen, ns, ngen);
 			/* Waiters look again: they must watch the new server's
 			 * pidfd now, not the old one's. */
 			lmn__conv_wake_all(c);
