@@ -12,6 +12,8 @@
  *
  * The wait backend is the library's choice (LIMINAL_WAIT=futex forces the
  * fallback); --spin sets the bounded spin of both sides (0: sleep at once).
+ * --warmup (unmeasured calls first) defaults to a tenth of --iters, as in
+ * bench_base.
  */
 #include <errno.h>
 #include <sched.h>
@@ -35,7 +37,8 @@ struct opts {
 	long spin; /* -1: library default */
 };
 
-static struct opts O = {"rtt", 64, 20000, 3, 2000, 1, 1, 1000, -1, -1, -1};
+/* warmup UINT32_MAX: a tenth of iters (at least 1), as bench_base. */
+static struct opts O = {"rtt", 64, 20000, 3, UINT32_MAX, 1, 1, 1000, -1, -1, -1};
 
 /* Pinning, clocks and statistics come from bench_util, as for the
  * baselines, so that both sides are measured the same way. */
@@ -463,6 +466,8 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
+	if (O.warmup == UINT32_MAX)
+		O.warmup = O.iters / 10 ? O.iters / 10 : 1;
 	if (O.reps < 1 || O.reps > 64 || O.clients < 1 || O.clients > 64 || O.size > 65536 ||
 	    O.iters < 1) {
 		fprintf(stderr, "bench_liminal: option out of range\n");

@@ -21,11 +21,16 @@ for arg in "$@"; do
 	esac
 done
 case $mode in
-full) iters=20000 sleep_iters=5000 stream=2000000 fan=5000 scale_iters=5000 reps=5 idle_ms=3000 crash=100 ;;
-quick) iters=5000 sleep_iters=1000 stream=300000 fan=1000 scale_iters=1000 reps=3 idle_ms=1000 crash=30 ;;
-smoke) iters=200 sleep_iters=50 stream=2000 fan=50 scale_iters=50 reps=3 idle_ms=100 crash=3 ;;
+full) iters=20000 sleep_iters=5000 warm=2000 stream=2000000 fan=5000 scale_iters=5000 reps=5 idle_ms=3000 crash=100 ;;
+quick) iters=5000 sleep_iters=1000 warm=2000 stream=300000 fan=1000 scale_iters=1000 reps=3 idle_ms=1000 crash=30 ;;
+smoke) iters=200 sleep_iters=50 warm=20 stream=2000 fan=50 scale_iters=50 reps=3 idle_ms=100 crash=3 ;;
 esac
 
+# Every round trip, liminal's and the baselines', gets the same warm-up.
+# On this kind of machine the first 1 000-2 000 sleeping round trips after
+# start run at 25-30 us and then settle at about 42 us for good; when the
+# baselines took a tenth of their count as warm-up and liminal 2 000, short
+# runs compared the baselines' start against liminal's steady state.
 build=${LIMINAL_PERF_BUILD:-build-perf}
 if [ "${LIMINAL_PERF_NO_BUILD:-0}" != 1 ]; then
 	sh scripts/deps.sh
@@ -45,14 +50,14 @@ for size in 64 4096; do
 		# A spin on one core costs whole scheduler slices: fewer rounds.
 		n=$iters
 		[ "$cpus" = 0,0 ] && n=$sleep_iters
-		run $L --bench rtt --size $size --iters $n --reps $reps --cpus $cpus
-		run $L --bench rtt --size $size --iters $sleep_iters --reps $reps --cpus $cpus --spin 0
-		LIMINAL_WAIT=futex run $L --bench rtt --size $size --iters $sleep_iters --reps $reps \
+		run $L --bench rtt --size $size --iters $n --reps $reps --warmup $warm --cpus $cpus
+		run $L --bench rtt --size $size --iters $sleep_iters --reps $reps --warmup $warm --cpus $cpus --spin 0
+		LIMINAL_WAIT=futex run $L --bench rtt --size $size --iters $sleep_iters --reps $reps --warmup $warm \
 			--cpus $cpus --spin 0
 		for impl in spin futex uds pipe eventfd zmq; do
 			m=$sleep_iters
 			[ $impl = spin ] && m=$n
-			run $B --bench rtt --impl $impl --size $size --iters $m --reps $reps --cpus $cpus
+			run $B --bench rtt --impl $impl --size $size --iters $m --reps $reps --warmup $warm --cpus $cpus
 		done
 	done
 done
@@ -72,12 +77,12 @@ paired() { # paired TARGET ROUND NUM DEN
 	}' | tee -a "$out"
 }
 for r in $(seq $reps); do
-	a=$($L --bench rtt --size 64 --iters $iters --reps 1 --cpus 0,1 | p50)
-	b=$($B --bench rtt --impl spin --size 64 --iters $iters --reps 1 --cpus 0,1 | p50)
+	a=$($L --bench rtt --size 64 --iters $iters --reps 1 --warmup $warm --cpus 0,1 | p50)
+	b=$($B --bench rtt --impl spin --size 64 --iters $iters --reps 1 --warmup $warm --cpus 0,1 | p50)
 	paired rtt_spin_64_vs_raw_spin "$r" "$a" "$b"
-	a=$($L --bench rtt --size 64 --iters $sleep_iters --reps 1 --cpus 0,1 --spin 0 | p50)
-	b=$($B --bench rtt --impl futex --size 64 --iters $sleep_iters --reps 1 --cpus 0,1 | p50)
-	c=$($B --bench rtt --impl uds --size 64 --iters $sleep_iters --reps 1 --cpus 0,1 | p50)
+	a=$($L --bench rtt --size 64 --iters $sleep_iters --reps 1 --warmup $warm --cpus 0,1 --spin 0 | p50)
+	b=$($B --bench rtt --impl futex --size 64 --iters $sleep_iters --reps 1 --warmup $warm --cpus 0,1 | p50)
+	c=$($B --bench rtt --impl uds --size 64 --iters $sleep_iters --reps 1 --warmup $warm --cpus 0,1 | p50)
 	paired rtt_sleep_64_vs_raw_futex "$r" "$a" "$b"
 	paired rtt_sleep_64_vs_uds "$r" "$a" "$c"
 done
@@ -90,13 +95,13 @@ done
 
 # 3. Fan-in: clients calling one server.
 for k in 1 2 4 8; do
-	run $L --bench fanin --clients $k --iters $fan --reps $reps
-	run $L --bench fanin --clients $k --iters $fan --reps $reps --spin 0
+	run $L --bench fanin --clients $k --iters $fan --reps $reps --warmup $warm
+	run $L --bench fanin --clients $k --iters $fan --reps $reps --warmup $warm --spin 0
 done
 
 # 4. Scale: one busy conversation among many idle ones.
 for c in 1 100 10000 100000; do
-	run $L --bench scale --convs $c --iters $scale_iters --reps $reps --cpus 0,1
+	run $L --bench scale --convs $c --iters $scale_iters --reps $reps --warmup $warm --cpus 0,1
 done
 
 # 5. Idle cost of a server blocked in lmn_next.
