@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The io_uring backend: a blocking wait is one FUTEX_WAIT SQE, linked to a
- * timeout when there is a deadline, submitted and waited for with one
- * io_uring_enter.  Each thread that blocks gets its own small ring, made at
+ * The io_uring backend: a blocking wait is one FUTEX_WAIT SQE, submitted
+ * and waited for with one io_uring_enter, whose own timeout carries the
+ * deadline.  Each thread that blocks gets its own small ring, made at
  * its first wait and torn down when it exits.  Rings do not survive fork:
  * a child finds its inherited ring stale and makes a new one.
  *
@@ -26,7 +26,6 @@
 #define FUTEX2_SIZE_U32_FLAG 0x02
 #define FUTEX_MASK_ANY 0xffffffffull
 #define UD_FUTEX 1
-#define UD_TIMEOUT 2
 #define UD_CANCEL 4
 #define UD_POLL_FIRST 16 /* polls are tagged from here up */
 
@@ -93,7 +92,13 @@ static struct io_uring *ring_get(void)
 	if (!tl.ready) {
 		tl.poll_armed = 0;
 		tl.poll_fired = 0;
-		if (io_uring_queue_init(8, &tl.ring, 0) < 0)
+		/* One ring per thread, so a single issuer; and completions
+		 * run in our own io_uring_enter rather than as task work
+		 * that interrupts us, which a waker pays for less.  A kernel
+		 * older than 6.1 refuses the flags: plain ring then. */
+		if (io_uring_queue_init(8, &tl.ring,
+					IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN) < 0 &&
+		    io_uring_queue_init(8, &tl.ring, 0) < 0)
 			return NULL;
 		tl.ready = 1;
 		tl.fork_gen = fork_gen;
@@ -196,12 +201,41 @@ static int give_up(struct io_uring *ring)
 	return -ENOSYS;
 }
 
+/* Time left until an absolute CLOCK_MONOTONIC deadline; false once passed. */
+static bool time_left(uint64_t deadline_ns, struct __kernel_timespec *ts)
+{
+	uint64_t now = lmn__now_ns();
+
+	if (now >= deadline_ns)
+		return false;
+	ts->tv_sec = (long long)((deadline_ns - now) / 1000000000ull);
+	ts->tv_nsec = (long long)((deadline_ns - now) % 1000000000ull);
+	return true;
+}
+
+/* Queue a cancel of this wait's FUTEX_WAIT (its completion says when it
+ * is gone).  False when no SQE is free. */
+static bool cancel_futex(struct io_uring *ring)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
+
+	if (!sqe)
+		return false;
+	io_uring_prep_cancel64(sqe, UD_FUTEX, 0);
+	sqe->user_data = UD_CANCEL;
+	return true;
+}
+
 /*
  * One sleep for whichever comes first: the word changes (FUTEX_WAIT), the
- * deadline passes (a timeout linked to the wait), or the peer exits (a poll
- * on its pidfd, armed once per peer and left armed across waits).  When the
- * poll fires first, the futex wait is cancelled and reaped before we
- * return, so nothing of this wait is left for the next one to trip over.
+ * deadline passes, or the peer exits (a poll on its pidfd, armed once per
+ * peer and left armed across waits).  The deadline is the wait's own
+ * timeout in io_uring_enter, not a timeout request linked to the futex
+ * wait: that would cost a second request and a second completion on every
+ * sleep, about 1 us a round trip here (perf/README.md).  When the deadline
+ * passes or the poll fires first, the futex wait is cancelled and reaped
+ * before we return, so nothing of this wait is left for the next one to
+ * trip over.
  */
 int lmn__uring_wait(uint32_t *word, uint32_t expected, uint64_t deadline_ns, int peer_fd,
 		    uint64_t peer_key)
@@ -209,7 +243,7 @@ int lmn__uring_wait(uint32_t *word, uint32_t expected, uint64_t deadline_ns, int
 	struct io_uring *ring = ring_get();
 	struct __kernel_timespec ts;
 	struct io_uring_sqe *sqe;
-	bool futex_done = false, timeout_done = !deadline_ns, peer_exited = false;
+	bool futex_done = false, cancelled = false, timed_out = false, peer_exited = false;
 	int futex_res = 0;
 
 	if (!ring)
@@ -243,55 +277,50 @@ int lmn__uring_wait(uint32_t *word, uint32_t expected, uint64_t deadline_ns, int
 	if (!sqe)
 		return give_up(ring);
 	prep_futex_wait(sqe, word, expected);
-	if (deadline_ns) {
-		sqe->flags |= IOSQE_IO_LINK;
-		sqe = io_uring_get_sqe(ring);
-		if (!sqe)
-			return give_up(ring);
-		ts.tv_sec = (long long)(deadline_ns / 1000000000ull);
-		ts.tv_nsec = (long long)(deadline_ns % 1000000000ull);
-		io_uring_prep_link_timeout(sqe, &ts, IORING_TIMEOUT_ABS);
-		sqe->user_data = UD_TIMEOUT;
-	}
-	while (!futex_done || !timeout_done) {
+	while (!futex_done) {
 		struct io_uring_cqe *cqe;
 		int r;
 
-		/* Submit whatever is queued and wait in the same call. */
-		if (io_uring_sq_ready(ring)) {
-			r = io_uring_submit_and_wait(ring, 1);
-			if (r < 0 && r != -EINTR)
+		if (deadline_ns && !cancelled && !time_left(deadline_ns, &ts)) {
+			/* The deadline passed with the futex wait still armed
+			 * (or completing as we speak): cancel it and reap it. */
+			timed_out = true;
+			cancelled = true;
+			if (!cancel_futex(ring))
 				return give_up(ring);
-			continue;
 		}
-		r = io_uring_wait_cqe(ring, &cqe);
-		if (r == -EINTR)
+		/* Submit whatever is queued and wait in the same call.  Its
+		 * -ETIME is only a cue to look at the clock above. */
+		r = io_uring_submit_and_wait_timeout(ring, &cqe, 1,
+						     deadline_ns && !cancelled ? &ts : NULL, NULL);
+		if (r == -EINTR || r == -ETIME)
 			continue; /* the ops are in the kernel; keep waiting */
 		if (r < 0)
 			return give_up(ring);
-		if (cqe->user_data == UD_FUTEX) {
-			futex_done = true;
-			futex_res = cqe->res;
-		} else if (cqe->user_data == UD_TIMEOUT) {
-			timeout_done = true;
-		} else {
-			other_cqe(cqe);
-			if (tl.poll_fired && peer_fd >= 0 && tl.poll_key == peer_key &&
-			    !peer_exited) {
-				peer_exited = true;
-				tl.poll_fired = 0;
-				if (!futex_done && (sqe = io_uring_get_sqe(ring))) {
-					io_uring_prep_cancel64(sqe, UD_FUTEX, 0);
-					sqe->user_data = UD_CANCEL;
+		while (io_uring_peek_cqe(ring, &cqe) == 0) {
+			if (cqe->user_data == UD_FUTEX) {
+				futex_done = true;
+				futex_res = cqe->res;
+			} else {
+				other_cqe(cqe);
+				if (tl.poll_fired && peer_fd >= 0 && tl.poll_key == peer_key &&
+				    !peer_exited) {
+					peer_exited = true;
+					tl.poll_fired = 0;
+					if (!futex_done && !cancelled) {
+						cancelled = true;
+						if (!cancel_futex(ring))
+							return give_up(ring);
+					}
 				}
 			}
+			io_uring_cqe_seen(ring, cqe);
 		}
-		io_uring_cqe_seen(ring, cqe);
 	}
 	if (peer_exited)
 		return 1;
-	/* A wait cut short by its linked timeout completes as cancelled. */
-	if (futex_res == -ETIME || (futex_res == -ECANCELED && deadline_ns))
+	/* Woken while the cancel was on its way: a wake, not a timeout. */
+	if (timed_out && futex_res != 0)
 		return -ETIMEDOUT;
 	return 0;
 }

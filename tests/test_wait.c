@@ -213,6 +213,79 @@ START_TEST(spin_settings)
 }
 END_TEST
 
+struct slow_server {
+	const char *bus;
+	struct th_event ready, go;
+};
+
+/* Takes one request, answers it only when told to, then waits for the
+ * close notice. */
+static int slow_server_main(void *p)
+{
+	struct slow_server *s = p;
+	lmn_bus *bus;
+	lmn_msg *m;
+
+	if (lmn_bus_join(s->bus, "slow", &bus) < 0 || lmn_bus_serve(bus, "slow") < 0)
+		return 90;
+	th_event_fire(&s->ready);
+	if (lmn_next(bus, &m, TH_TIMEOUT_MS) < 0 || lmn_msg_kind(m) != LMN_MSG_REQUEST)
+		return 91;
+	if (th_event_await(&s->go, TH_TIMEOUT_MS) < 0)
+		return 92;
+	if (lmn_reply(m, "late", 4) < 0)
+		return 93;
+	lmn_msg_release(m);
+	if (lmn_next(bus, &m, TH_TIMEOUT_MS) < 0 || lmn_msg_kind(m) != LMN_MSG_CLOSED)
+		return 94;
+	lmn_msg_release(m);
+	lmn_bus_leave(bus);
+	return 0;
+}
+
+static long ms_since(const struct timespec *a)
+{
+	struct timespec b;
+
+	clock_gettime(CLOCK_MONOTONIC, &b);
+	return (b.tv_sec - a->tv_sec) * 1000 + (b.tv_nsec - a->tv_nsec) / 1000000;
+}
+
+/* A caller asleep on a live server's reply: each timeout ends its wait on
+ * time and leaves nothing armed that would swallow the reply, which comes
+ * through to the next receive. */
+START_TEST(recv_times_out_on_a_live_server)
+{
+	struct slow_server s = {.bus = th_bus(8, 4, 64)};
+	struct lmn_conv_config cfg = th_cfg(LMN_POLICY_FAIL);
+	struct timespec t0;
+	lmn_bus *bus;
+	lmn_conv *conv;
+	char rep[8];
+	pid_t server;
+
+	th_event_new(&s.ready);
+	th_event_new(&s.go);
+	server = th_fork(slow_server_main, &s);
+	ck_assert_int_eq(th_event_await(&s.ready, TH_TIMEOUT_MS), 0);
+	ck_assert_int_eq(lmn_bus_join(s.bus, "cli", &bus), 0);
+	ck_assert_int_eq(lmn_bus_set_spin(bus, 0), 0);
+	ck_assert_int_eq(lmn_conv_open(bus, "slow", &cfg, &conv), 0);
+	ck_assert_int_eq(lmn_send(conv, "q", 1, 0), 0);
+	for (int i = 0; i < 3; i++) {
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		ck_assert_int_eq(lmn_recv(conv, rep, sizeof(rep), 30), -ETIMEDOUT);
+		ck_assert_int_ge(ms_since(&t0), 29);
+	}
+	th_event_fire(&s.go);
+	ck_assert_int_eq(lmn_recv(conv, rep, sizeof(rep), TH_TIMEOUT_MS), 4);
+	ck_assert_mem_eq(rep, "late", 4);
+	lmn_conv_free(conv);
+	ck_assert_int_eq(th_wait(server, TH_TIMEOUT_MS), 0);
+	lmn_bus_leave(bus);
+}
+END_TEST
+
 /* A server blocked in lmn_next with a timeout returns on time when idle,
  * and at once when a request comes. */
 START_TEST(next_times_out_when_idle)
@@ -248,6 +321,7 @@ int main(void)
 	tcase_add_test(tc, waits_after_fork);
 	tcase_add_test(tc, spin_settings);
 	tcase_add_test(tc, next_times_out_when_idle);
+	tcase_add_test(tc, recv_times_out_on_a_live_server);
 	suite_add_tcase(s, tc);
 	return th_run(s);
 }
