@@ -98,6 +98,15 @@ struct blocked {
 	volatile int started;
 };
 
+/* Start fn(b) on a thread and return once it sleeps in the kernel. */
+static void start_blocked(pthread_t *t, void *(*fn)(void *), struct blocked *b)
+{
+	pthread_create(t, NULL, fn, b);
+	while (!__atomic_load_n(&b->started, __ATOMIC_ACQUIRE))
+		sched_yield();
+	await_sleeping(b->tid);
+}
+
 static void *raw_thread(void *p)
 {
 	struct blocked *b = p;
@@ -158,13 +167,17 @@ int main(int argc, char **argv)
 		    lmn_send(l.conv, "hold", 4, 0) < 0 || read(fds[0], &c, 1) != 1)
 			return 4;
 		r.pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
-		pthread_create(&tr, NULL, raw_thread, &r);
-		pthread_create(&tl, NULL, recv_thread, &l);
-		while (!__atomic_load_n(&r.started, __ATOMIC_ACQUIRE) ||
-		       !__atomic_load_n(&l.started, __ATOMIC_ACQUIRE))
-			sched_yield();
-		await_sleeping(r.tid);
-		await_sleeping(l.tid);
+		/* The kernel wakes the sleepers on a pidfd one after the
+		 * other, in an order set by when each began to wait, and on
+		 * two CPUs the one woken first tends to finish first: take
+		 * turns at starting first, so neither detector has the edge. */
+		if (i % 2) {
+			start_blocked(&tl, recv_thread, &l);
+			start_blocked(&tr, raw_thread, &r);
+		} else {
+			start_blocked(&tr, raw_thread, &r);
+			start_blocked(&tl, recv_thread, &l);
+		}
 		t0 = bu_now_ns();
 		kill(pid, SIGKILL);
 		pthread_join(tr, NULL);
