@@ -139,6 +139,8 @@ uint64_t lmn__deadline(int timeout_ms, uint64_t conv_deadline_ns);
  * wakes the word. */
 int lmn__wait(uint32_t *word, uint32_t expected, uint64_t deadline_ns, int peer_fd,
 	      uint64_t peer_key);
+/* Whether lmn__wait() polls a peer_fd it is given (the io_uring backend). */
+bool lmn__wait_polls(void);
 void lmn__wake(uint32_t *word);
 /* Spin while cond(ctx) is false, for at most spin_ns; nonzero when cond
  * came true. */
@@ -207,12 +209,16 @@ void lmn__msgs_del(struct lmn_bus *bus, struct lmn_msg *m);
 void lmn__sentinel_watch(struct lmn_bus *bus, uint32_t idx, uint32_t gen);
 void lmn__sentinel_forget(struct lmn_bus *bus);
 /* A pidfd for (idx, gen) that stays open until the bus is left, for a
- * waiter to poll; -1 if none.  *ret_key names it for the io_uring backend
+ * waiter to poll (polls: its sleep will, and it reaps what it sees die);
+ * -1 if none.  *ret_key names it for the io_uring backend
  * (lmn__wait's peer_key), to tell whether the poll it has armed is on this
  * very descriptor: never reused in the process, where a bus handle's
  * address and a participant's (idx, gen) come back with the next bus. */
-int lmn__sentinel_pidfd(struct lmn_bus *bus, uint32_t idx, uint32_t gen, uint64_t *ret_key);
-void lmn__sentinel_put(struct lmn_bus *bus, uint32_t idx, uint32_t gen);
+int lmn__sentinel_pidfd(struct lmn_bus *bus, uint32_t idx, uint32_t gen, bool polls,
+			uint64_t *ret_key);
+/* Give back what lmn__sentinel_pidfd() took; polled says it counted us as
+ * polling.  The last poller reaps a death the sentinel left to pollers. */
+void lmn__sentinel_put(struct lmn_bus *bus, uint32_t idx, uint32_t gen, bool polled);
 /* lmn__wait() on word, with (idx, gen) watched by the sentinel, and its
  * pidfd polled in the same sleep when poll is true; a death seen there is
  * reaped before returning 1. */

@@ -32,7 +32,9 @@ struct sentry {
 	uint32_t gen;
 	int pidfd;
 	uint64_t id;
-	uint32_t users; /* waiters polling pidfd now: it must stay open */
+	uint32_t users;   /* waiters asleep with pidfd now: it must stay open */
+	uint32_t pollers; /* those of them whose sleep polls it (io_uring):
+			   * they reap the death themselves */
 	int pending;    /* dead, but its reaper (another process) has not
 			 * finished: look again until the slot moves on */
 };
@@ -101,8 +103,17 @@ static void remove_at(size_t i)
 /* reap_lock held.  Reap every pending entry, without the table lock, in
  * the order of their ids (never reused): the table may change meanwhile
  * (waiters add entries and drop stale ones, which moves others), so each
- * step looks the next one up again. */
-static void reap_pending(void)
+ * step looks the next one up again.
+ *
+ * With defer, leave entries that a waiter's sleep polls: that waiter wakes
+ * on the same death and reaps it at once, and the one that reaps is the one
+ * whose caller returns first; this thread, woken beside it, would compete
+ * for the CPU and win the reap, and the waiter, finding the death claimed
+ * but not finished, would sleep again until it was.  The last poller to
+ * leave reaps what is still pending (lmn__sentinel_put), and the pass
+ * without defer, 100 ms on, covers a poller whose sleep fell back to
+ * futex(2). */
+static void reap_pending(bool defer)
 {
 	uint64_t last = 0;
 
@@ -112,7 +123,8 @@ static void reap_pending(void)
 
 		pthread_mutex_lock(&S.lock);
 		for (size_t i = 0; i < S.n; i++)
-			if (S.v[i].pending && S.v[i].id > last && (!e.id || S.v[i].id < e.id))
+			if (S.v[i].pending && S.v[i].id > last && (!e.id || S.v[i].id < e.id) &&
+			    !(defer && S.v[i].pollers))
 				e = S.v[i];
 		pthread_mutex_unlock(&S.lock);
 		if (!e.id)
@@ -168,7 +180,9 @@ static void *sentinel_main(void *arg)
 			}
 		}
 		pthread_mutex_unlock(&S.lock);
-		reap_pending();
+		/* A wake with events defers to pollers; the look again
+		 * after a timeout does not. */
+		reap_pending(n > 0);
 		pthread_mutex_unlock(&S.reap_lock);
 	}
 }
@@ -250,7 +264,7 @@ static struct sentry *find_or_add(struct lmn_bus *bus, uint32_t idx, uint32_t ge
 		S.v = v;
 		S.cap = cap;
 	}
-	S.v[S.n] = (struct sentry){bus, idx, gen, fd, S.next_id++, 0, 0};
+	S.v[S.n] = (struct sentry){bus, idx, gen, fd, S.next_id++, 0, 0, 0};
 	ev.events = EPOLLIN;
 	ev.data.u64 = S.v[S.n].id;
 	if (epoll_ctl(S.epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
@@ -268,7 +282,8 @@ void lmn__sentinel_watch(struct lmn_bus *bus, uint32_t idx, uint32_t gen)
 	pthread_mutex_unlock(&S.lock);
 }
 
-int lmn__sentinel_pidfd(struct lmn_bus *bus, uint32_t idx, uint32_t gen, uint64_t *ret_key)
+int lmn__sentinel_pidfd(struct lmn_bus *bus, uint32_t idx, uint32_t gen, bool polls,
+			uint64_t *ret_key)
 {
 	struct sentry *e;
 	int fd;
@@ -281,6 +296,7 @@ int lmn__sentinel_pidfd(struct lmn_bus *bus, uint32_t idx, uint32_t gen, uint64_
 		fd = e->pidfd;
 		*ret_key = e->id;
 		e->users++;
+		e->pollers += polls;
 	}
 	pthread_mutex_unlock(&S.lock);
 	return fd;
@@ -289,30 +305,42 @@ int lmn__sentinel_pidfd(struct lmn_bus *bus, uint32_t idx, uint32_t gen, uint64_
 int lmn__sentinel_wait(struct lmn_bus *bus, uint32_t *word, uint32_t expect, uint64_t deadline,
 			uint32_t idx, uint32_t gen, bool poll)
 {
+	bool polls = poll && lmn__wait_polls();
 	uint64_t key = 0;
-	int fd = lmn__sentinel_pidfd(bus, idx, gen, &key);
-	int r = lmn__wait(word, expect, deadline, poll ? fd : -1, key);
+	int fd = lmn__sentinel_pidfd(bus, idx, gen, polls, &key);
+	int r = lmn__wait(word, expect, deadline, polls ? fd : -1, key);
 
 	/* Reap first: the caller's return waits for it, the pidfd's release
 	 * does not. */
 	if (r == 1)
 		(void)lmn__part_reap_exited(&bus->l, bus->base, idx, gen);
 	if (fd >= 0)
-		lmn__sentinel_put(bus, idx, gen);
+		lmn__sentinel_put(bus, idx, gen, polls);
 	return r;
 }
 
-void lmn__sentinel_put(struct lmn_bus *bus, uint32_t idx, uint32_t gen)
+void lmn__sentinel_put(struct lmn_bus *bus, uint32_t idx, uint32_t gen, bool polled)
 {
+	bool reap = false;
+
 	pthread_mutex_lock(&S.lock);
 	for (size_t i = 0; i < S.n; i++) {
-		if (S.v[i].bus == bus && S.v[i].idx == idx && S.v[i].gen == gen) {
-			if (S.v[i].users)
-				S.v[i].users--;
+		struct sentry *e = &S.v[i];
+
+		if (e->bus == bus && e->idx == idx && e->gen == gen) {
+			if (e->users)
+				e->users--;
+			if (polled && e->pollers)
+				e->pollers--;
+			/* The sentinel left this death to pollers, and we
+			 * were the last (woken by something else first). */
+			reap = e->pending && !e->pollers;
 			break;
 		}
 	}
 	pthread_mutex_unlock(&S.lock);
+	if (reap)
+		(void)lmn__part_reap_exited(&bus->l, bus->base, idx, gen);
 }
 
 void lmn__sentinel_forget(struct lmn_bus *bus)

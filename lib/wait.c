@@ -73,6 +73,11 @@ int lmn__wait(uint32_t *word, uint32_t expected, uint64_t deadline_ns, int peer_
 	return lmn__futex_wait(word, expected, deadline_ns);
 }
 
+bool lmn__wait_polls(void)
+{
+	return pick_backend() == BACKEND_URING;
+}
+
 void lmn__wake(uint32_t *word)
 {
 	lmn__futex_wake(word);

@@ -793,19 +793,47 @@ START_TEST(pidfd_keys_are_never_reused)
 
 	ck_assert_int_eq(lmn_bus_join(name, "cli", &bus), 0);
 	ck_assert_int_eq(lmn__part_find(&bus->l, bus->base, "s1", &idx, &gen), 0);
-	fd = lmn__sentinel_pidfd(bus, idx, gen, &k1);
+	fd = lmn__sentinel_pidfd(bus, idx, gen, false, &k1);
 	ck_assert_int_ge(fd, 0);
-	lmn__sentinel_put(bus, idx, gen);
+	lmn__sentinel_put(bus, idx, gen, false);
 	/* The same entry while it lasts... */
-	ck_assert_int_ge(lmn__sentinel_pidfd(bus, idx, gen, &k2), 0);
-	lmn__sentinel_put(bus, idx, gen);
+	ck_assert_int_ge(lmn__sentinel_pidfd(bus, idx, gen, false, &k2), 0);
+	lmn__sentinel_put(bus, idx, gen, false);
 	ck_assert_uint_eq(k1, k2);
 	/* ...and a new key once it is forgotten, as when a bus is left. */
 	lmn__sentinel_forget(bus);
-	ck_assert_int_ge(lmn__sentinel_pidfd(bus, idx, gen, &k3), 0);
-	lmn__sentinel_put(bus, idx, gen);
+	ck_assert_int_ge(lmn__sentinel_pidfd(bus, idx, gen, false, &k3), 0);
+	lmn__sentinel_put(bus, idx, gen, false);
 	ck_assert_uint_ne(k1, k3);
 	kill_and_reap(p1);
+	lmn_bus_leave(bus);
+}
+END_TEST
+
+/* The sentinel leaves a death to the waiters whose sleep polls the pidfd,
+ * since they reap it themselves.  One counted as polling that never does
+ * (its io_uring sleep fell back to futex(2)) must not leave the death
+ * unreaped: the sentinel's look again, 100 ms on, reaps it. */
+START_TEST(death_left_to_pollers_is_reaped)
+{
+	const char *name = th_bus(8, 4, 64);
+	uint64_t key = 0, end;
+	uint32_t idx, gen;
+	struct srv s1;
+	lmn_bus *bus;
+	pid_t p1 = start_srv(&s1, name, "s1", "svc");
+
+	ck_assert_int_eq(lmn_bus_join(name, "cli", &bus), 0);
+	ck_assert_int_eq(lmn__part_find(&bus->l, bus->base, "s1", &idx, &gen), 0);
+	ck_assert_int_ge(lmn__sentinel_pidfd(bus, idx, gen, true, &key), 0);
+	kill_and_reap(p1);
+	end = now_ms() + TH_TIMEOUT_MS;
+	while (ck_pr_load_64(&lmn__part(&bus->l, bus->base, idx)->slot) !=
+	       lmn__slot_word(gen, LMN__SLOT_FREE)) {
+		ck_assert_uint_lt(now_ms(), end);
+		sched_yield();
+	}
+	lmn__sentinel_put(bus, idx, gen, true);
 	lmn_bus_leave(bus);
 }
 END_TEST
@@ -832,6 +860,7 @@ int main(void)
 	tcase_add_test(tc, recycled_pid_not_mistaken);
 	tcase_add_test(tc, reroute_sees_a_request_beyond_the_tail);
 	tcase_add_test(tc, pidfd_keys_are_never_reused);
+	tcase_add_test(tc, death_left_to_pollers_is_reaped);
 	suite_add_tcase(s, tc);
 	return th_run(s);
 }
