@@ -24,10 +24,13 @@
  *    victim may never have had a name; killed leaving, it may have left;
  *  - once everybody left, lmn_bus_stat() shows no participant, conversation
  *    or cell in use, one crash (none if it left or never joined) and the
- *    clean leaves of the survivors.  The one leak allowed is a participant
- *    slot of a victim killed between claiming it and putting its name up:
- *    only its pid names it, and the first joiner that finds the table full
- *    must get it back, which is checked.
+ *    clean leaves of the survivors.  Two leaks are allowed, of one
+ *    participant slot each: a victim killed between claiming its slot and
+ *    putting its name up (only its pid names it), and one killed leaving
+ *    between logging its exit and giving its slot back, after the only
+ *    process watching it had seen the exit and gone.  Nobody saw either
+ *    death; the first joiner that finds the table full must get the slot
+ *    back, which is checked.
  *
  * Survivors report through their exit code, one per kind of failure (the
  * E_* values below), and print what they saw to stderr.  A failed round is
@@ -794,6 +797,7 @@ struct tally {
 	int join_unseen;   /* killed joining before its name was visible */
 	int join_leaked;   /* ... and a slot came back only by refilling */
 	int left_first;    /* killed after it had left the bus */
+	int left_leaked;   /* ... with only its slot to give back: refilled */
 	int failed_rounds;
 	char report[16384];
 	size_t used;
@@ -996,9 +1000,15 @@ static void run_round(int n, struct tally *t)
 	 * victim's name taken again), the stopper. */
 	leaves = (r.server_victim ? 1 : 2) + 4;
 	if (st.participants_used || st.conversations_used || st.cells_used) {
-		bool claimed_only = r.join && st.crashes == 0 && st.participants_used == 1 &&
-				    st.participants_dead == 1 && !st.conversations_used &&
-				    !st.cells_used;
+		bool one_slot = st.crashes == 0 && st.participants_used == 1 &&
+				st.participants_dead == 1 && !st.conversations_used && !st.cells_used;
+		bool claimed_only = r.join && one_slot;
+		/* Killed leaving, after its exit was logged (which woke the
+		 * watcher) and before its slot was given back: when the
+		 * watcher, the only one watching it, was through and gone
+		 * before the kill, nobody saw the death, and the slot comes
+		 * back when the table fills, as for claimed_only. */
+		bool left_only = r.point == CP_LEAVE && watched == W_LEFT && one_slot;
 		struct lmn_bus_stat before = st;
 
 		/* What joining and opening until full gets back. */
@@ -1009,9 +1019,10 @@ static void run_round(int n, struct tally *t)
 		/* Killed joining, after its claim and before its name went
 		 * up: nothing names the slot but its pid, and the first
 		 * joiner or opener that finds the table full reclaims it. */
-		if (claimed_only && code == 0 && !st.participants_used && !st.conversations_used &&
-		    !st.cells_used) {
-			t->join_leaked++;
+		if ((claimed_only || left_only) && code == 0 && !st.participants_used &&
+		    !st.conversations_used && !st.cells_used) {
+			t->join_leaked += claimed_only;
+			t->left_leaked += left_only;
 		} else {
 			FAIL_ROUND("after everybody left: participants %u (dead %u), conversations %u, "
 				   "cells %u, crashes %llu, leaves %llu; after refilling (exit %d): "
@@ -1090,8 +1101,9 @@ START_TEST(kill_at_every_point)
 		fprintf(stderr, " %s %d", point_names[p], t.kills[p]);
 	fprintf(stderr,
 		"; killed joining before the name was up: %d, of which a slot came back only by "
-		"refilling: %d; killed after leaving: %d\n",
-		t.join_unseen, t.join_leaked, t.left_first);
+		"refilling: %d; killed after leaving: %d, of which a slot came back only by "
+		"refilling: %d\n",
+		t.join_unseen, t.join_leaked, t.left_first, t.left_leaked);
 	ck_assert_msg(t.failed_rounds == 0, "%d failed rounds:\n%s", t.failed_rounds, t.report);
 }
 END_TEST
