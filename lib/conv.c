@@ -183,6 +183,9 @@ LMN_EXPORT int lmn_conv_open(lmn_bus *bus, const char *target,
 	c->initiator_exit_ns = 0;
 	c->fail_errno = 0;
 	c->ncrashes = 0;
+	/* A record is complete once its action is set (crash_record). */
+	for (uint32_t i = 0; i < LMN__CRASH_RECORDS; i++)
+		c->crash[i].action = 0;
 	c->server_polling = 0;
 	c->redeliver = 0;
 	memset(lmn__cell_states(&bus->l, bus->base, idx), 0, bus->l.ring_depth);
@@ -271,6 +274,14 @@ void lmn__conv_fill_info(struct lmn_conv *conv, struct lmn__conv *c, struct lmn_
 		struct lmn__crash_rec *r = &c->crash[i];
 		uint32_t a = ck_pr_load_32(&r->action);
 
+		/* Counted but not yet written: report the records that are
+		 * complete, and only those. */
+		if (!a) {
+			info.n_crashes = i;
+			break;
+		}
+		/* The action before the fields its writer stored first. */
+		ck_pr_fence_load();
 		if (lmn__name_copy(info.crashes[i].name, r->name) < 0)
 			info.crashes[i].name[0] = '\0';
 		info.crashes[i].pid = r->pid;

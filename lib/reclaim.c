@@ -38,8 +38,11 @@ static void crash_record(struct lmn__conv *c, const char *name, int32_t pid, uin
 	r = &c->crash[n];
 	(void)lmn__name_copy(r->name, name);
 	r->pid = pid;
-	r->action = action;
 	r->exit_ns = exit_ns;
+	/* The record, then its action, which says it is complete: a reader
+	 * may see the count before we get here (lmn_conv_state). */
+	ck_pr_fence_store();
+	ck_pr_store_32(&r->action, action);
 }
 
 /* The live server of the conversation's service a reroute would move it
