@@ -154,7 +154,9 @@ static void other_cqe(const struct io_uring_cqe *cqe)
 		tl.poll_fired = 1;
 }
 
-/* Completions that came while no wait was looking (a cancel, a poll). */
+/* Completions posted while no wait was looking (a cancel, a poll).  With
+ * deferred task work, one that has not been run yet shows up only in the
+ * next io_uring_enter, which the wait's loop reads the same way. */
 static void drain(struct io_uring *ring)
 {
 	struct io_uring_cqe *cqe;
@@ -319,8 +321,9 @@ int lmn__uring_wait(uint32_t *word, uint32_t expected, uint64_t deadline_ns, int
 	}
 	if (peer_exited)
 		return 1;
-	/* Woken while the cancel was on its way: a wake, not a timeout. */
-	if (timed_out && futex_res != 0)
+	/* Only a wait the cancel ended timed out: one that was woken, or
+	 * found the word moved on, while the cancel was on its way says so. */
+	if (timed_out && futex_res == -ECANCELED)
 		return -ETIMEDOUT;
 	return 0;
 }

@@ -26,7 +26,9 @@ quick) iters=5000 sleep_iters=1000 warm=2000 stream=300000 fan=1000 scale_iters=
 smoke) iters=200 sleep_iters=50 warm=20 stream=2000 fan=50 scale_iters=50 reps=3 idle_ms=100 crash=3 ;;
 esac
 
-# Every round trip, liminal's and the baselines', gets the same warm-up.
+# Every round trip, liminal's and the baselines', gets the same warm-up
+# (but bench_base's spin ping-pong on one core, which caps its own, since
+# each of its round trips there costs a scheduler slice).
 # On this kind of machine the first 1 000-2 000 sleeping round trips after
 # start run at 25-30 us and then settle at about 42 us for good; when the
 # baselines took a tenth of their count as warm-up and liminal 2 000, short
