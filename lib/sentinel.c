@@ -14,6 +14,7 @@
  * exits, and the thread sleeps in the kernel until then.
  */
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -37,7 +38,11 @@ struct sentry {
 			   * they reap the death themselves */
 	int pending;    /* dead, but its reaper (another process) has not
 			 * finished: look again until the slot moves on */
+	uint64_t pending_ns; /* when it became pending */
 };
+
+/* How long a death is left to the waiters that poll it (reap_pending). */
+#define DEFER_NS 100000000ull
 
 static struct {
 	/* Guards everything here.  The sentinel thread does not hold it while
@@ -110,12 +115,12 @@ static void remove_at(size_t i)
  * whose caller returns first; this thread, woken beside it, would compete
  * for the CPU and win the reap, and the waiter, finding the death claimed
  * but not finished, would sleep again until it was.  The last poller to
- * leave reaps what is still pending (lmn__sentinel_put), and the pass
- * without defer, 100 ms on, covers a poller whose sleep fell back to
- * futex(2). */
-static void reap_pending(bool defer)
+ * leave reaps what is still pending (lmn__sentinel_put), and once a death
+ * has been pending for DEFER_NS this thread reaps it whatever the pollers,
+ * for a poller whose sleep fell back to futex(2). */
+static void reap_pending(void)
 {
-	uint64_t last = 0;
+	uint64_t last = 0, now = lmn__now_ns();
 
 	for (;;) {
 		struct sentry e = {0};
@@ -124,7 +129,7 @@ static void reap_pending(bool defer)
 		pthread_mutex_lock(&S.lock);
 		for (size_t i = 0; i < S.n; i++)
 			if (S.v[i].pending && S.v[i].id > last && (!e.id || S.v[i].id < e.id) &&
-			    !(defer && S.v[i].pollers))
+			    !(S.v[i].pollers && now - S.v[i].pending_ns < DEFER_NS))
 				e = S.v[i];
 		pthread_mutex_unlock(&S.lock);
 		if (!e.id)
@@ -176,13 +181,12 @@ static void *sentinel_main(void *arg)
 				 * fd open for waiters that may poll it. */
 				epoll_ctl(S.epfd, EPOLL_CTL_DEL, e->pidfd, NULL);
 				e->pending = 1;
+				e->pending_ns = lmn__now_ns();
 				break;
 			}
 		}
 		pthread_mutex_unlock(&S.lock);
-		/* A wake with events defers to pollers; the look again
-		 * after a timeout does not. */
-		reap_pending(n > 0);
+		reap_pending();
 		pthread_mutex_unlock(&S.reap_lock);
 	}
 }
@@ -264,7 +268,7 @@ static struct sentry *find_or_add(struct lmn_bus *bus, uint32_t idx, uint32_t ge
 		S.v = v;
 		S.cap = cap;
 	}
-	S.v[S.n] = (struct sentry){bus, idx, gen, fd, S.next_id++, 0, 0, 0};
+	S.v[S.n] = (struct sentry){bus, idx, gen, fd, S.next_id++, 0, 0, 0, 0};
 	ev.events = EPOLLIN;
 	ev.data.u64 = S.v[S.n].id;
 	if (epoll_ctl(S.epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
@@ -349,10 +353,19 @@ void lmn__sentinel_forget(struct lmn_bus *bus)
 	pthread_mutex_lock(&S.reap_lock);
 	pthread_mutex_lock(&S.lock);
 	for (size_t i = 0; i < S.n;) {
-		if (S.v[i].bus == bus)
-			remove_at(i);
-		else
+		struct sentry *e = &S.v[i];
+		struct pollfd pfd = {.fd = e->pidfd, .events = POLLIN};
+
+		if (e->bus != bus) {
 			i++;
+			continue;
+		}
+		/* A death seen (or due) but not yet reaped would be nobody's
+		 * once we stop watching: we may be the only process that
+		 * watched it.  The bus is still mapped. */
+		if (e->pending || poll(&pfd, 1, 0) == 1)
+			(void)lmn__part_reap_exited(&bus->l, bus->base, e->idx, e->gen);
+		remove_at(i);
 	}
 	pthread_mutex_unlock(&S.lock);
 	pthread_mutex_unlock(&S.reap_lock);
