@@ -149,6 +149,8 @@ int lmn__spin(uint32_t spin_ns, int (*cond)(void *), void *ctx);
  * when cond came true. */
 int lmn__spin_adaptive(struct lmn_bus *bus, int32_t peer_cpu, int (*cond)(void *), void *ctx);
 int lmn__current_cpu(void);
+/* Whether the calling thread may run on one CPU only (cached a while). */
+bool lmn__pinned_alone(void);
 
 /* wait_uring.c, wait_futex.c: the two backends. */
 int lmn__uring_probe(void);

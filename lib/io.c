@@ -52,16 +52,18 @@ static int32_t server_cpu(const struct lmn_bus *bus, uint32_t s)
 /* Wait for a futex word, and for the death of the peer we wait on: when
  * its pidfd fires, reap it, which applies the policy and wakes the word.
  *
- * A peer that last ran on our own CPU will run only once we sleep, and the
- * wake it sends is a same-CPU wake: there io_uring's asynchronous futex wait
- * costs about as much again as the whole futex(2) round trip
- * (perf/README.md).  Such a wait sleeps in futex(2) and leaves the peer's
- * death to the sentinel thread, which watches the same pidfd (all waits
- * register it) and reaps, which wakes the word. */
+ * A peer that last ran on our own CPU, when we may run on no other, will
+ * run only once we sleep, and the wake it sends is a same-CPU wake: there
+ * io_uring's asynchronous futex wait costs about as much again as the whole
+ * futex(2) round trip (perf/README.md).  Such a wait sleeps in futex(2) and
+ * leaves the peer's death to the sentinel thread, which watches the same
+ * pidfd (all waits register it) and reaps, which wakes the word: two wakes
+ * on the way to the caller's return, not one.  A thread free to move meets
+ * its peer on one CPU by chance, now and then, and keeps the poll. */
 static int wait_on(struct lmn_bus *bus, uint32_t *word, uint32_t expect, uint64_t deadline,
 		   uint32_t peer, uint32_t peer_gen, int32_t peer_cpu)
 {
-	bool same_cpu = peer_cpu >= 0 && peer_cpu == lmn__current_cpu();
+	bool same_cpu = peer_cpu >= 0 && peer_cpu == lmn__current_cpu() && lmn__pinned_alone();
 
 	if (peer == UINT32_MAX)
 		return lmn__wait(word, expect, deadline, -1, 0);

@@ -88,6 +88,25 @@ int lmn__current_cpu(void)
 	return sched_getcpu();
 }
 
+/* Whether this thread may run on one CPU only.  Asked on every sleep beside
+ * a peer on our CPU, so the answer is kept per thread and asked of the
+ * kernel again every PINNED_REFRESH questions: an application that moves a
+ * thread is seen soon, and a wait pays a system call rarely. */
+#define PINNED_REFRESH 256u
+
+bool lmn__pinned_alone(void)
+{
+	static __thread unsigned int asked;
+	static __thread bool pinned;
+
+	if (asked++ % PINNED_REFRESH == 0) {
+		cpu_set_t set;
+
+		pinned = sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) == 1;
+	}
+	return pinned;
+}
+
 /* A spin can pay off only while the peer runs on another CPU: on one CPU
  * the spinner would burn the very time slice the peer needs. */
 static bool spin_pays(const struct lmn_bus *bus, int32_t peer_cpu)
