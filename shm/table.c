@@ -81,6 +81,12 @@ static int await_settled(const struct lmn__layout *l, void *base, uint32_t idx)
 	int32_t pid = ck_pr_load_32((uint32_t *)&p->pid);
 	struct timespec pause = {0, 100000};
 
+	/* It may have settled between the caller's scan and our load: then
+	 * w is already its settled word, and waiting for w to change would
+	 * wait out the bound and back off for nothing (two seconds, and no
+	 * winner at all when every rival had backed off). */
+	if (lmn__slot_state(w) != LMN__SLOT_JOINING)
+		return 0;
 	for (int round = 0; round < 20000; round++) {
 		if (ck_pr_load_64(&p->slot) != w)
 			return 0;
