@@ -14,6 +14,7 @@
 
 #include "liminal.h"
 #include "../shm/channel.h"
+#include "../shm/copy.h"
 #include "../shm/layout.h"
 
 #define LMN__BUFFERING UINT32_MAX

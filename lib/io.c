@@ -219,7 +219,7 @@ LMN_EXPORT int lmn_send(lmn_conv *conv, const void *data, size_t len, unsigned i
 	env->flags = 0;
 	env->length = (uint32_t)len;
 	if (len)
-		memcpy(env + 1, data, len);
+		lmn__payload_copy(env + 1, data, len);
 	lmn__tx_publish(&conv->tx, ch, lmn__ringbuf(&bus->l, bus->base, conv->idx, dir * 2),
 			&bus->l, cell);
 	ck_pr_store_64(&c->sent, c->sent + 1);
@@ -310,7 +310,7 @@ static ssize_t take_one(struct lmn_conv *conv, struct lmn__conv *c, void *buf, s
 	if (len > cap)
 		return -EMSGSIZE;
 	if (len)
-		memcpy(buf, env + 1, len);
+		lmn__payload_copy(buf, env + 1, len);
 	drop_one(conv, c, cell);
 	ck_pr_store_64(&c->received, c->received + 1);
 	return len;

@@ -555,7 +555,7 @@ LMN_EXPORT int lmn_reply(lmn_msg *msg, const void *data, size_t len)
 	env->flags = 0;
 	env->length = (uint32_t)len;
 	if (len)
-		memcpy(env + 1, data, len);
+		lmn__payload_copy(env + 1, data, len);
 	lmn__tx_publish(&e->inbox, &c->inbox, lmn__ringbuf(&bus->l, bus->base, msg->conv, 2),
 			&bus->l, cell);
 	ck_pr_store_64(&c->replied, c->replied + 1);

@@ -55,6 +55,50 @@ START_TEST(echo_across_processes)
 }
 END_TEST
 
+/* Payloads of every size class, from and into buffers at every offset in
+ * a page: the copies into and out of cells prefetch block by block above a
+ * few lines, and nothing may be lost or moved at any boundary. */
+START_TEST(large_payloads_across_processes)
+{
+	enum { MAX = 1u << 20 };
+	const char *bus_name = th_bus(4, 2, MAX);
+	struct th_echo e = {.bus = bus_name, .self = "server", .service = "echo", .max_closes = 1};
+	struct lmn_conv_config cfg = th_cfg(LMN_POLICY_FAIL);
+	const size_t sizes[] = {0, 1, 255, 256, 257, 4095, 4096, 4097, 8191, 65539, MAX - 1, MAX};
+	const size_t offs[] = {0, 1, 64, 4032, 4095};
+	pid_t server = th_echo_start(&e);
+	char *req = malloc(MAX + 8192), *rep = malloc(MAX + 8192);
+	lmn_bus *bus;
+	lmn_conv *conv;
+
+	ck_assert_ptr_nonnull(req);
+	ck_assert_ptr_nonnull(rep);
+	for (size_t i = 0; i < MAX + 8192; i++)
+		req[i] = (char)(i * 131 + i / 4093);
+	ck_assert_int_eq(lmn_bus_join(bus_name, "client", &bus), 0);
+	ck_assert_int_eq(lmn_conv_open(bus, "echo", &cfg, &conv), 0);
+	for (size_t k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
+		for (size_t o = 0; o < sizeof(offs) / sizeof(offs[0]); o++) {
+			size_t n = sizes[k];
+			char *in = req + offs[o], *out = rep + offs[(o + 1) % 5];
+
+			memset(out, 0x5a, n + 1);
+			ck_assert_int_eq(lmn_call(conv, in, n, out, MAX, TH_TIMEOUT_MS), (ssize_t)n);
+			ck_assert_int_eq(memcmp(out, in, n), 0);
+			ck_assert_int_eq(out[n], 0x5a); /* nothing past the end */
+		}
+	}
+	/* One byte too many is refused, not cut. */
+	ck_assert_int_eq(lmn_send(conv, req, MAX + 1, 0), -EMSGSIZE);
+	ck_assert_int_eq(lmn_conv_close(conv), 0);
+	ck_assert_int_eq(th_wait(server, TH_TIMEOUT_MS), 0);
+	lmn_conv_free(conv);
+	lmn_bus_leave(bus);
+	free(req);
+	free(rep);
+}
+END_TEST
+
 START_TEST(participant_as_target)
 {
 	const char *bus_name = th_bus(16, 8, 256);
@@ -687,6 +731,7 @@ int main(void)
 	tcase_add_checked_fixture(tc, th_setup, th_teardown);
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, echo_across_processes);
+	tcase_add_test(tc, large_payloads_across_processes);
 	tcase_add_test(tc, sleeping_clients);
 	tcase_add_test(tc, participant_as_target);
 	tcase_add_test(tc, many_conversations_pipelined);
