@@ -96,8 +96,10 @@ int lmn__current_cpu(void)
 
 bool lmn__pinned_alone(void)
 {
-	static __thread unsigned int asked;
-	static __thread bool pinned;
+	/* initial-exec, as the ring's: no __tls_get_addr on the way to a
+	 * sleep (wait_uring.c). */
+	static __thread unsigned int asked __attribute__((tls_model("initial-exec")));
+	static __thread bool pinned __attribute__((tls_model("initial-exec")));
 
 	if (asked++ % PINNED_REFRESH == 0) {
 		cpu_set_t set;
