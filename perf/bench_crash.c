@@ -131,6 +131,13 @@ static void *recv_thread(void *p)
 	return NULL;
 }
 
+/* A failed run takes its bus down rather than leave it in /dev/shm. */
+static int failed_run(const char *name, int code)
+{
+	lmn_bus_unlink(name);
+	return code;
+}
+
 static void report(const char *bench, const char *impl, uint64_t *v, int n)
 {
 	bu_sort_u64(v, (size_t)n);
@@ -165,7 +172,7 @@ int main(int argc, char **argv)
 		if (pid < 0 || lmn_bus_join(name, "bench", &bus) < 0 ||
 		    lmn_bus_set_spin(bus, 0) < 0 || lmn_conv_open(bus, "svc", &fail, &l.conv) < 0 ||
 		    lmn_send(l.conv, "hold", 4, 0) < 0 || read(fds[0], &c, 1) != 1)
-			return 4;
+			return failed_run(name, 4);
 		r.pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
 		/* The kernel wakes the sleepers on a pidfd one after the
 		 * other, in an order set by when each began to wait, and on
@@ -183,7 +190,7 @@ int main(int argc, char **argv)
 		pthread_join(tr, NULL);
 		pthread_join(tl, NULL);
 		if (l.result != -ECONNRESET)
-			return 5;
+			return failed_run(name, 5);
 		raw[i] = r.done - t0;
 		lmn[i] = l.done - t0;
 		close(r.pidfd);
@@ -207,15 +214,15 @@ int main(int argc, char **argv)
 		p1 = start(name, "first", f1);
 		if (p1 < 0 || lmn_bus_join(name, "bench", &bus) < 0 ||
 		    lmn_conv_open(bus, "svc", &route, &conv) < 0)
-			return 7;
+			return failed_run(name, 7);
 		p2 = start(name, "second", f2);
 		if (p2 < 0 || lmn_send(conv, "hold", 4, 0) < 0 || read(f1[0], &c, 1) != 1)
-			return 8;
+			return failed_run(name, 8);
 		t0 = bu_now_ns();
 		kill(p1, SIGKILL);
 		/* The second server answers the redelivered request. */
 		if (lmn_recv(conv, buf, sizeof(buf), 10000) != 4)
-			return 9;
+			return failed_run(name, 9);
 		gap[i] = bu_now_ns() - t0;
 		kill(p2, SIGKILL);
 		waitpid(p1, NULL, 0);

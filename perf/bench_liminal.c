@@ -52,9 +52,15 @@ static void pin(int cpu)
 	}
 }
 
+/* The bus of this run, once made: a failed run takes it down with it
+ * rather than leave its segment in /dev/shm. */
+static char made_bus[64];
+
 static void die(const char *what, int r)
 {
 	fprintf(stderr, "bench_liminal: %s: %s\n", what, strerror(r < 0 ? -r : r));
+	if (made_bus[0])
+		lmn_bus_unlink(made_bus);
 	exit(1);
 }
 
@@ -483,6 +489,7 @@ int main(int argc, char **argv)
 	bc.ring_depth = 8; /* the same at every scale point, so that only the count changes */
 	if ((r = lmn_bus_create(bus_name, &bc)) < 0)
 		die("create", r);
+	memcpy(made_bus, bus_name, sizeof(made_bus));
 	if (!strcmp(O.bench, "rtt"))
 		bench_rtt(bus_name);
 	else if (!strcmp(O.bench, "stream"))
