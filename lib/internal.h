@@ -7,6 +7,7 @@
 #ifndef LMN_LIB_INTERNAL_H
 #define LMN_LIB_INTERNAL_H
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -165,6 +166,24 @@ int lmn__conv_check(struct lmn_conv *conv, struct lmn__conv **ret);
 void lmn__conv_fill_info(struct lmn_conv *conv, struct lmn__conv *c, struct lmn_conv_info *ret);
 void lmn__conv_detach(struct lmn_conv *conv);
 int lmn__phase_step(uint32_t *phase, uint32_t to);
+/* Why a call on a conversation in this phase cannot go on, or 0: -EPIPE
+ * once it completes, -ECONNRESET once it failed, -EUCLEAN for a phase
+ * that is none (damage). */
+static inline int lmn__phase_error(uint32_t phase)
+{
+	switch (phase) {
+	case LMN__PHASE_CREATED:
+	case LMN__PHASE_ACTIVE:
+		return 0;
+	case LMN__PHASE_COMPLETING:
+	case LMN__PHASE_CLOSED:
+		return -EPIPE;
+	case LMN__PHASE_FAILED:
+		return -ECONNRESET;
+	default:
+		return -EUCLEAN;
+	}
+}
 void lmn__conv_wake_all(struct lmn__conv *c);
 void lmn__conv_ring_server(const struct lmn__layout *l, void *base, struct lmn__conv *c,
 			   uint32_t idx, bool unless_polling);
@@ -201,6 +220,8 @@ uint64_t lmn__self_pidfs_ino(void);
 
 /* serve.c */
 void lmn__serve_leave(struct lmn_bus *bus);
+
+/* msg.c: message handles, bus lock held. */
 void lmn__msgs_spare_free(struct lmn_bus *bus);
 struct lmn_msg *lmn__msg_alloc(struct lmn_bus *bus);
 void lmn__msg_free(struct lmn_bus *bus, struct lmn_msg *m);

@@ -70,21 +70,13 @@ static int wait_on(struct lmn_bus *bus, uint32_t *word, uint32_t expect, uint64_
 	return lmn__sentinel_wait(bus, word, expect, deadline, peer, peer_gen, !same_cpu);
 }
 
-/* Why a call on this conversation cannot go on, or 0. */
-static int phase_error(uint32_t phase)
+/* Why a call on this conversation cannot go on, or 0: the phase's error,
+ * with a failure told apart by gone_error(). */
+static int end_error(const struct lmn__conv *c)
 {
-	switch (phase) {
-	case LMN__PHASE_CREATED:
-	case LMN__PHASE_ACTIVE:
-		return 0;
-	case LMN__PHASE_COMPLETING:
-	case LMN__PHASE_CLOSED:
-		return -EPIPE;
-	case LMN__PHASE_FAILED:
-		return -ECONNRESET; /* refined by callers through gone_error() */
-	default:
-		return -EUCLEAN;
-	}
+	int r = lmn__phase_error(ck_pr_load_32((uint32_t *)&c->phase));
+
+	return r == -ECONNRESET ? gone_error(c) : r;
 }
 
 /* Checks common to send and receive; the first of them activates. */
@@ -108,7 +100,7 @@ static int enter(struct lmn_conv *conv, struct lmn__conv **ret)
 		phase = ck_pr_load_32(&c->phase);
 	}
 	*ret = c;
-	return phase_error(phase);
+	return lmn__phase_error(phase);
 }
 
 struct room_ctx {
@@ -121,8 +113,7 @@ static int room_or_end(void *p)
 {
 	struct room_ctx *x = p;
 
-	return lmn__tx_room(&x->conv->tx, x->ch) || phase_error(ck_pr_load_32(&x->c->phase)) ||
-	       server_gone(x->c);
+	return lmn__tx_room(&x->conv->tx, x->ch) || end_error(x->c) || server_gone(x->c);
 }
 
 LMN_EXPORT int lmn_send(lmn_conv *conv, const void *data, size_t len, unsigned int flags)
@@ -184,9 +175,7 @@ LMN_EXPORT int lmn_send(lmn_conv *conv, const void *data, size_t len, unsigned i
 		}
 		expect = lmn__word_arm(&ch->free_word);
 		if (room_or_end(&x)) {
-			r = phase_error(ck_pr_load_32(&c->phase));
-			if (r == -ECONNRESET)
-				return gone_error(c);
+			r = end_error(c);
 			if (r < 0)
 				return r;
 			if (server_gone(c))
@@ -203,9 +192,7 @@ LMN_EXPORT int lmn_send(lmn_conv *conv, const void *data, size_t len, unsigned i
 		}
 		if (r == -ETIMEDOUT)
 			return -ETIMEDOUT;
-		r = phase_error(ck_pr_load_32(&c->phase));
-		if (r == -ECONNRESET)
-			return gone_error(c);
+		r = end_error(c);
 		if (r < 0)
 			return r;
 	}
@@ -341,7 +328,7 @@ static ssize_t recv_impl(lmn_conv *conv, void *buf, size_t cap, int timeout_ms,
 			return r;
 		/* The inbox is empty: is there anything left to wait for? */
 		phase = ck_pr_load_32(&c->phase);
-		if (ck_pr_load_int(&conv->closed) || phase == LMN__PHASE_COMPLETING || phase == LMN__PHASE_CLOSED)
+		if (ck_pr_load_int(&conv->closed) || lmn__phase_error(phase) == -EPIPE)
 			return -EPIPE;
 		if (phase == LMN__PHASE_FAILED ||
 		    (!conv->buffering && server_gone(c))) {
@@ -352,7 +339,7 @@ static ssize_t recv_impl(lmn_conv *conv, void *buf, size_t cap, int timeout_ms,
 				continue;
 			return gone_error(c);
 		}
-		if (phase_error(phase))
+		if (lmn__phase_error(phase))
 			return -EUCLEAN;
 		/* The clock only once there is nothing to take: a reply that
 		 * is already there should not pay for a read of it. */
@@ -365,8 +352,7 @@ static ssize_t recv_impl(lmn_conv *conv, void *buf, size_t cap, int timeout_ms,
 				continue; /* a careful look before giving up */
 			return -ETIMEDOUT;
 		}
-		server = conv->buffering ? UINT32_MAX
-							 : current_server(conv->bus, c, &server_gen);
+		server = conv->buffering ? UINT32_MAX : current_server(conv->bus, c, &server_gen);
 		peer_cpu = server_cpu(conv->bus, server);
 		if (!spun && server != UINT32_MAX) {
 			spun = true;

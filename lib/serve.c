@@ -161,6 +161,16 @@ static void give_back(struct lmn_bus *bus, struct lmn__conv *c, uint32_t idx,
 		flush_if_drained(bus, c, idx, e);
 }
 
+/* Is the conversation of msg still the tenant it came from, and still
+ * served by us (ROUTE_NEXT may have moved it: then its cell is marked for
+ * redelivery and no longer ours)? */
+static bool still_ours(const struct lmn_bus *bus, struct lmn__conv *c, const struct lmn_msg *msg)
+{
+	return ck_pr_load_64(&c->slot) == lmn__slot_word(msg->conv_gen, LMN__SLOT_LIVE) &&
+	       ck_pr_load_32(&c->server) == bus->self_idx &&
+	       ck_pr_load_32(&c->server_gen) == bus->self_gen;
+}
+
 /* Bus lock held.  Is conversation idx, tenant gen, the one we poll? */
 static bool is_hot(const struct lmn_bus *bus, uint32_t idx, uint32_t gen)
 {
@@ -217,6 +227,7 @@ static int take_from(struct lmn_bus *bus, uint32_t idx, struct lmn_msg **ret)
 		ck_pr_store_32(&c->redeliver, 0);
 		r = -EAGAIN;
 	} else if (take_redelivery(bus, c, idx, &cell) == 0) {
+		ck_pr_store_8(&lmn__cell_states(&bus->l, bus->base, idx)[cell], LMN__CELL_HELD);
 		flags = LMN_MSG_REDELIVERED;
 		r = 0;
 	} else {
@@ -294,7 +305,6 @@ static int take_from(struct lmn_bus *bus, uint32_t idx, struct lmn_msg **ret)
 		pend_push(bus, idx);
 		return len > bus->l.max_message ? -EBADMSG : -ENOMEM;
 	}
-	ck_pr_store_8(&lmn__cell_states(&bus->l, bus->base, idx)[cell], LMN__CELL_HELD);
 	m->kind = LMN_MSG_REQUEST;
 	m->cell = cell;
 	m->id = ck_pr_load_64(&env->id);
@@ -505,7 +515,7 @@ LMN_EXPORT int lmn_reply(lmn_msg *msg, const void *data, size_t len)
 	struct lmn__envelope *env;
 	struct lmn__serve_end *e;
 	struct lmn__conv *c;
-	uint32_t cell, phase;
+	uint32_t cell;
 	int r;
 
 	if (!msg || (!data && len))
@@ -519,24 +529,13 @@ LMN_EXPORT int lmn_reply(lmn_msg *msg, const void *data, size_t len)
 		return -EMSGSIZE;
 	c = lmn__conv_at(&bus->l, bus->base, msg->conv);
 	pthread_mutex_lock(&bus->lock);
-	if (ck_pr_load_64(&c->slot) != lmn__slot_word(msg->conv_gen, LMN__SLOT_LIVE)) {
+	if (!still_ours(bus, c, msg)) {
 		r = -ESTALE;
 		goto out;
 	}
-	if (ck_pr_load_32(&c->server) != bus->self_idx ||
-	    ck_pr_load_32(&c->server_gen) != bus->self_gen) {
-		r = -ESTALE; /* moved to another server meanwhile */
+	r = lmn__phase_error(ck_pr_load_32(&c->phase));
+	if (r < 0)
 		goto out;
-	}
-	phase = ck_pr_load_32(&c->phase);
-	if (phase == LMN__PHASE_COMPLETING || phase == LMN__PHASE_CLOSED) {
-		r = -EPIPE;
-		goto out;
-	}
-	if (phase == LMN__PHASE_FAILED) {
-		r = -ECONNRESET;
-		goto out;
-	}
 	e = ends_of(bus, c, msg->conv, msg->conv_gen);
 	if (!e) {
 		r = -EUCLEAN;
@@ -574,12 +573,7 @@ static void release_locked(struct lmn_bus *bus, struct lmn_msg *msg)
 	struct lmn__conv *c = lmn__conv_at(&bus->l, bus->base, msg->conv);
 
 	lmn__msgs_del(bus, msg);
-	if (ck_pr_load_64(&c->slot) != lmn__slot_word(msg->conv_gen, LMN__SLOT_LIVE))
-		return;
-	/* A conversation moved to another server since: the cell is not
-	 * ours to give back any more (it is marked for redelivery). */
-	if (ck_pr_load_32(&c->server) != bus->self_idx ||
-	    ck_pr_load_32(&c->server_gen) != bus->self_gen)
+	if (!still_ours(bus, c, msg))
 		return;
 	if (msg->kind == LMN_MSG_REQUEST) {
 		struct lmn__serve_end *e = ends_of(bus, c, msg->conv, msg->conv_gen);

@@ -455,5 +455,4 @@ static inline int lmn__chan_has_data(const struct lmn__channel *ch, uint32_t siz
 	return lmn__tail_says(ck_pr_load_uint(&ch->data.p_tail), c, size) != 0;
 }
 
-
 #endif
