@@ -307,7 +307,7 @@ LMN_EXPORT int lmn_bus_join(const char *name, const char *self, lmn_bus **ret)
 	bus->spin_ns = env_spin_ns();
 	ck_pr_store_int(&bus->can_spin, more_than_one_cpu());
 	bus->last_peer_cpu = -1;
-	pthread_mutex_init(&bus->lock, NULL);
+	bus->lock = (struct lmn__lock)LMN__LOCK_INIT;
 	pthread_mutex_init(&bus->wlock, NULL);
 	*ret = bus;
 	return 0;
@@ -320,12 +320,12 @@ LMN_EXPORT int lmn_bus_leave(lmn_bus *bus)
 {
 	if (!bus)
 		return 0;
-	pthread_mutex_lock(&bus->lock);
+	lmn__lock_take(&bus->lock);
 	/* Conversations this process opened are closed and their slots given
 	 * back; the handles stay valid for lmn_conv_state() and lmn_conv_free(). */
 	while (bus->convs)
 		lmn__conv_detach(bus->convs);
-	pthread_mutex_unlock(&bus->lock);
+	lmn__lock_drop(&bus->lock);
 	lmn__watches_stop(bus);
 	lmn__watches_detach(bus);
 	lmn__sentinel_forget(bus);
@@ -333,7 +333,6 @@ LMN_EXPORT int lmn_bus_leave(lmn_bus *bus)
 	lmn__exit_record(&bus->l, bus->base, bus->self_idx, bus->self_gen, 0);
 	lmn__part_release(&bus->l, bus->base, bus->self_idx, bus->self_gen);
 	munmap(bus->base, bus->l.total_size);
-	pthread_mutex_destroy(&bus->lock);
 	pthread_mutex_destroy(&bus->wlock);
 	lmn__msgs_spare_free(bus);
 	free(bus->pending);
@@ -372,17 +371,17 @@ LMN_EXPORT int lmn_bus_serve(lmn_bus *bus, const char *service)
 	if (r < 0)
 		return r;
 	p = lmn__part(&bus->l, bus->base, bus->self_idx);
-	pthread_mutex_lock(&bus->lock);
+	lmn__lock_take(&bus->lock);
 	for (int s = 0; s < (int)LMN__SERVICES; s++) {
 		if (lmn__name_eq(p->services[s], service)) {
-			pthread_mutex_unlock(&bus->lock);
+			lmn__lock_drop(&bus->lock);
 			return 0;
 		}
 		if (free_slot < 0 && p->services[s][0] == '\0')
 			free_slot = s;
 	}
 	if (free_slot < 0) {
-		pthread_mutex_unlock(&bus->lock);
+		lmn__lock_drop(&bus->lock);
 		return -ENOSPC;
 	}
 	/* Write the tail first and the first byte last, with a store fence
@@ -391,7 +390,7 @@ LMN_EXPORT int lmn_bus_serve(lmn_bus *bus, const char *service)
 	memcpy(p->services[free_slot] + 1, service + 1, strlen(service));
 	ck_pr_fence_store();
 	ck_pr_store_char(&p->services[free_slot][0], service[0]);
-	pthread_mutex_unlock(&bus->lock);
+	lmn__lock_drop(&bus->lock);
 	return 0;
 }
 

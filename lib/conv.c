@@ -232,9 +232,9 @@ LMN_EXPORT int lmn_conv_open(lmn_bus *bus, const char *target,
 	conv->gen = gen;
 	conv->buffering = !sp;
 	conv->deadline_ns = c->deadline_ns;
-	pthread_mutex_lock(&bus->lock);
+	lmn__lock_take(&bus->lock);
 	list_add(bus, conv);
-	pthread_mutex_unlock(&bus->lock);
+	lmn__lock_drop(&bus->lock);
 	*ret = conv;
 	return 0;
 }
@@ -383,9 +383,9 @@ LMN_EXPORT int lmn_conv_free(lmn_conv *conv)
 		return 0;
 	bus = conv->bus;
 	if (bus) {
-		pthread_mutex_lock(&bus->lock);
+		lmn__lock_take(&bus->lock);
 		lmn__conv_detach(conv);
-		pthread_mutex_unlock(&bus->lock);
+		lmn__lock_drop(&bus->lock);
 	}
 	free(conv);
 	return 0;

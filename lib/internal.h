@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "liminal.h"
+#include "lock.h"
 #include "../shm/channel.h"
 #include "../shm/copy.h"
 #include "../shm/layout.h"
@@ -32,7 +33,7 @@ struct lmn_bus {
 	uint32_t spin_misses; /* spins in a row that found nothing (atomic) */
 	uint32_t spin_skips;  /* waits that skipped their spin since (atomic) */
 	int can_spin;           /* more than one CPU to run on (atomic) */
-	pthread_mutex_t lock;   /* guards everything below */
+	struct lmn__lock lock;  /* guards everything below (lock.h) */
 	struct lmn_conv *convs; /* open conversation handles, for leave */
 	struct lmn_msg *msgs;   /* messages handed out and not released */
 	/* Conversations taken from the ready bitmap and not yet drained: a

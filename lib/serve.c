@@ -438,7 +438,7 @@ LMN_EXPORT int lmn_next(lmn_bus *bus, lmn_msg **ret, int timeout_ms)
 	if (!bus || !ret || timeout_ms < -1)
 		return -EINVAL;
 	self = lmn__part(&bus->l, bus->base, bus->self_idx);
-	pthread_mutex_lock(&bus->lock);
+	lmn__lock_take(&bus->lock);
 	if (!bus->pending) {
 		bus->pending = calloc(bus->l.conversations, sizeof(*bus->pending));
 		bus->queued = calloc(bus->l.ready_leaf_words, sizeof(*bus->queued));
@@ -455,19 +455,19 @@ LMN_EXPORT int lmn_next(lmn_bus *bus, lmn_msg **ret, int timeout_ms)
 			bus->pending = NULL;
 			bus->queued = NULL;
 			bus->ends = NULL;
-			pthread_mutex_unlock(&bus->lock);
+			lmn__lock_drop(&bus->lock);
 			return -ENOMEM;
 		}
 	}
-	pthread_mutex_unlock(&bus->lock);
+	lmn__lock_drop(&bus->lock);
 
 	for (;;) {
 		uint32_t expect;
 		bool expired;
 
-		pthread_mutex_lock(&bus->lock);
+		lmn__lock_take(&bus->lock);
 		r = try_next(bus, ret);
-		pthread_mutex_unlock(&bus->lock);
+		lmn__lock_drop(&bus->lock);
 		if (r == 0) {
 			int cpu = lmn__current_cpu();
 
@@ -495,9 +495,9 @@ LMN_EXPORT int lmn_next(lmn_bus *bus, lmn_msg **ret, int timeout_ms)
 		/* Before sleeping or giving up, stop polling: from now on
 		 * senders mark, and unhot reads the tail, which the quick
 		 * look at the polled conversation does not (take_from). */
-		pthread_mutex_lock(&bus->lock);
+		lmn__lock_take(&bus->lock);
 		r = unhot(bus);
-		pthread_mutex_unlock(&bus->lock);
+		lmn__lock_drop(&bus->lock);
 		if (r)
 			continue;
 		if (expired)
@@ -528,7 +528,7 @@ LMN_EXPORT int lmn_reply(lmn_msg *msg, const void *data, size_t len)
 	if (len > bus->l.max_message)
 		return -EMSGSIZE;
 	c = lmn__conv_at(&bus->l, bus->base, msg->conv);
-	pthread_mutex_lock(&bus->lock);
+	lmn__lock_take(&bus->lock);
 	if (!still_ours(bus, c, msg)) {
 		r = -ESTALE;
 		goto out;
@@ -563,7 +563,7 @@ LMN_EXPORT int lmn_reply(lmn_msg *msg, const void *data, size_t len)
 	if (lmn__word_signal(&c->inbox.data_word))
 		lmn__wake(&c->inbox.data_word);
 out:
-	pthread_mutex_unlock(&bus->lock);
+	lmn__lock_drop(&bus->lock);
 	return r;
 }
 
@@ -600,10 +600,10 @@ LMN_EXPORT int lmn_msg_release(lmn_msg *msg)
 		free(msg);
 		return 0;
 	}
-	pthread_mutex_lock(&bus->lock);
+	lmn__lock_take(&bus->lock);
 	release_locked(bus, msg);
 	lmn__msg_free(bus, msg);
-	pthread_mutex_unlock(&bus->lock);
+	lmn__lock_drop(&bus->lock);
 	return 0;
 }
 
@@ -615,7 +615,7 @@ LMN_EXPORT int lmn_msg_release(lmn_msg *msg)
  * conversation of this participant gets its policy, as for a death. */
 void lmn__serve_leave(struct lmn_bus *bus)
 {
-	pthread_mutex_lock(&bus->lock);
+	lmn__lock_take(&bus->lock);
 	while (bus->msgs) {
 		struct lmn_msg *m = bus->msgs;
 
@@ -626,7 +626,7 @@ void lmn__serve_leave(struct lmn_bus *bus)
 		m->data = NULL;
 		m->len = 0;
 	}
-	pthread_mutex_unlock(&bus->lock);
+	lmn__lock_drop(&bus->lock);
 	lmn__part_begin_leave(&bus->l, bus->base, bus->self_idx, bus->self_gen);
 	lmn__part_departed(&bus->l, bus->base, bus->self_idx, bus->self_gen, LMN__HEALTH_LEFT);
 }
