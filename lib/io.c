@@ -238,7 +238,7 @@ static int data_or_end(void *p)
 	struct ck_ring_buffer *db = lmn__ringbuf(&bus->l, bus->base, x->conv->idx, 2);
 
 	if (x->careful ? lmn__rx_any(&x->conv->rx, &x->c->inbox, db, &bus->l) != 0
-		       : lmn__rx_ready(&x->conv->rx, db, bus->l.ring_size))
+		       : lmn__rx_ready_pull(&x->conv->rx, db, &bus->l, bus->base, x->conv->idx, 1))
 		return 1;
 	return ck_pr_load_32(&x->c->phase) > LMN__PHASE_ACTIVE || server_gone(x->c);
 }

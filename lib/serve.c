@@ -375,8 +375,8 @@ static int hot_has_data(struct lmn_bus *bus)
 	if (!ck_pr_load_int(&bus->hot))
 		return 0;
 	idx = ck_pr_load_32(&bus->hot_idx);
-	return lmn__rx_ready(&bus->ends[idx].cmd, lmn__ringbuf(&bus->l, bus->base, idx, 0),
-			     bus->l.ring_size);
+	return lmn__rx_ready_pull(&bus->ends[idx].cmd, lmn__ringbuf(&bus->l, bus->base, idx, 0),
+				  &bus->l, bus->base, idx, 0);
 }
 
 /* Look at every conversation taken from the ready bitmap until one yields
