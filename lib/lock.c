@@ -1,11 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* The bus lock's contended path (lock.h): spin a little, then sleep. */
-#include <limits.h>
-#include <linux/futex.h>
-#include <sys/syscall.h>
-#include <unistd.h>
-
-#include "lock.h"
+#include "internal.h"
 
 /* Rounds of spinning before sleeping: the lock is held for well under a
  * microsecond, so a holder that is running lets go within them; one that
@@ -20,12 +15,12 @@ void lmn__lock_take_slow(struct lmn__lock *l)
 			return;
 	}
 	/* Taken from now on as 2, "held, maybe with sleepers", since we
-	 * cannot tell whether others sleep too: the drop then wakes one. */
+	 * cannot tell whether others sleep too: the drop then wakes them. */
 	while (ck_pr_fas_32(&l->state, 2) != 0)
-		syscall(SYS_futex, &l->state, FUTEX_WAIT_PRIVATE, 2, NULL, NULL, 0);
+		(void)lmn__futex_wait(&l->state, 2, 0);
 }
 
 void lmn__lock_wake(struct lmn__lock *l)
 {
-	syscall(SYS_futex, &l->state, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+	lmn__futex_wake(&l->state);
 }

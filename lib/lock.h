@@ -8,7 +8,7 @@
  * lmn_reply).  Taken and dropped inline, it costs one locked instruction
  * each way and no call; pthread_mutex_t cost about 75 instructions and two
  * calls per pair (perf/README.md).  A thread that finds it held spins
- * briefly, then sleeps on a private futex.
+ * briefly, then sleeps on the futex (wait_futex.c).
  *
  * Who may call: any thread of the process; the lock is not recursive.
  */

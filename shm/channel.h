@@ -180,12 +180,18 @@ struct lmn__rx {
  * fence between the entry's load and the cell's still orders them where
  * the memory model needs it.
  */
+/* The free ring's slot at position pos, as the consumer wrote it (bounds
+ * are for the caller to check). */
+static inline uint32_t lmn__free_slot(struct ck_ring_buffer *freebuf, uint32_t size, uint32_t pos)
+{
+	return (uint32_t)(uintptr_t)ck_pr_load_ptr(&freebuf[pos & (size - 1)].value);
+}
+
 static inline uint32_t lmn__rx_guess(const struct lmn__rx *rx, struct ck_ring_buffer *databuf,
 				     uint32_t size)
 {
-	struct ck_ring_buffer *freebuf = databuf + size; /* the layout's next ring */
-
-	return (uint32_t)(uintptr_t)ck_pr_load_ptr(&freebuf[(rx->data_c + rx->skew) & (size - 1)].value);
+	/* The free ring's buffer follows the data ring's (lmn__ringbuf). */
+	return lmn__free_slot(databuf + size, size, rx->data_c + rx->skew);
 }
 
 /* got, the cell the entry names, as the guess when they agree: the
@@ -208,15 +214,14 @@ static inline void lmn__rx_reguess(struct lmn__rx *rx, struct ck_ring_buffer *da
 {
 	struct ck_ring_buffer *freebuf = databuf + l->ring_size;
 	uint32_t span = l->ring_depth < 64 ? l->ring_depth : 64;
+	uint32_t at = rx->data_c + rx->skew;
 
 	for (uint32_t k = 1; k < span; k++) {
-		uint32_t at = rx->data_c + rx->skew;
-
-		if ((uint32_t)(uintptr_t)ck_pr_load_ptr(&freebuf[(at + k) & (l->ring_size - 1)].value) == got) {
+		if (lmn__free_slot(freebuf, l->ring_size, at + k) == got) {
 			rx->skew += k;
 			return;
 		}
-		if ((uint32_t)(uintptr_t)ck_pr_load_ptr(&freebuf[(at - k) & (l->ring_size - 1)].value) == got) {
+		if (lmn__free_slot(freebuf, l->ring_size, at - k) == got) {
 			rx->skew -= k;
 			return;
 		}
@@ -258,6 +263,7 @@ static inline int lmn__rx_attach(struct lmn__rx *rx, struct lmn__channel *ch, ui
 	rx->data_c = ck_pr_load_uint(&ch->data.c_head);
 	p = ck_pr_load_uint(&ch->data.p_tail);
 	rx->free_p = rx->free_pub = ck_pr_load_uint(&ch->free.p_tail);
+	rx->skew = 0;
 	/* Orders the counter loads before any load of the slots they cover. */
 	ck_pr_fence_load();
 	return lmn__tail_says(p, rx->data_c, size) < 0 ? -EUCLEAN : 0;
@@ -462,13 +468,9 @@ static inline int lmn__rx_peek(struct lmn__rx *rx, struct lmn__channel *ch,
 		return r;
 	got = lmn__entry_cell(v);
 	guess = lmn__rx_guess(rx, databuf, l->ring_size);
-	if (__builtin_expect(got == guess, 1)) {
-		__asm__("" : "+r"(guess)); /* as in lmn__rx_as_guessed() */
-		*cell = guess;
-		return 0;
-	}
-	lmn__rx_reguess(rx, databuf, l, got);
-	*cell = got;
+	if (got != guess)
+		lmn__rx_reguess(rx, databuf, l, got);
+	*cell = lmn__rx_as_guessed(got, guess);
 	return 0;
 }
 
@@ -509,7 +511,7 @@ static inline uint32_t lmn__rx_unflushed_cell(const struct lmn__rx *rx,
 					      struct ck_ring_buffer *freebuf, uint32_t size,
 					      uint32_t i)
 {
-	return (uint32_t)(uintptr_t)ck_pr_load_ptr(&freebuf[(rx->free_pub + i) & (size - 1)].value);
+	return lmn__free_slot(freebuf, size, rx->free_pub + i);
 }
 
 /* Consumer: publish the returned cells; the caller then signals the
