@@ -100,9 +100,10 @@ struct lmn_msg {
 	uint32_t sender;
 	uint32_t len;
 	const void *data;
-	char sender_name[LMN_NAME_MAX + 1];
 	int sender_known; /* sender_name filled in (lazily, by lmn_msg_sender) */
 	struct lmn_msg *prev, *next;
+	/* Last: lmn__msg_alloc() clears what comes before it, not this. */
+	char sender_name[LMN_NAME_MAX + 1];
 };
 
 /* names.c */

@@ -6,6 +6,7 @@
  * with every request.  Bus lock held for everything but the accessors.
  */
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -32,7 +33,11 @@ void lmn__msgs_del(struct lmn_bus *bus, struct lmn_msg *m)
 }
 
 /* Message handles come and go with every request: keep a few for reuse
- * rather than going to malloc each time.  Bus lock held. */
+ * rather than going to malloc each time.  Bus lock held.  A reused handle
+ * is cleared up to the sender's name, which lmn_msg_sender() fills in only
+ * when asked (sender_known).  Clearing the whole handle, name and all, cost
+ * about 13 ns of a 220 ns spin round trip, on the way from a request to its
+ * reply (perf/README.md). */
 struct lmn_msg *lmn__msg_alloc(struct lmn_bus *bus)
 {
 	struct lmn_msg *m = bus->spare_msgs;
@@ -41,7 +46,7 @@ struct lmn_msg *lmn__msg_alloc(struct lmn_bus *bus)
 		return calloc(1, sizeof(*m));
 	bus->spare_msgs = m->next;
 	bus->n_spare--;
-	memset(m, 0, sizeof(*m));
+	memset(m, 0, offsetof(struct lmn_msg, sender_name));
 	return m;
 }
 
