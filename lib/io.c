@@ -310,7 +310,7 @@ static ssize_t recv_impl(lmn_conv *conv, void *buf, size_t cap, int timeout_ms,
 	uint64_t deadline = 0;
 	ssize_t r;
 	unsigned looks = 0;
-	bool spun = false, timed = false;
+	bool spun = false, timed = false, expired;
 
 	r = enter(conv, &c);
 	/* A failed conversation still delivers what had arrived first. */
@@ -342,12 +342,16 @@ static ssize_t recv_impl(lmn_conv *conv, void *buf, size_t cap, int timeout_ms,
 		if (lmn__phase_error(phase))
 			return -EUCLEAN;
 		/* The clock only once there is nothing to take: a reply that
-		 * is already there should not pay for a read of it. */
+		 * is already there should not pay for a read of it.  And once,
+		 * not twice: the read that sets the deadline also tells
+		 * whether it has passed. */
 		if (!timed) {
-			deadline = lmn__deadline(timeout_ms, conv->deadline_ns);
+			deadline = lmn__deadline_start(timeout_ms, conv->deadline_ns, &expired);
 			timed = true;
+		} else {
+			expired = deadline && lmn__now_ns() >= deadline;
 		}
-		if (deadline && lmn__now_ns() >= deadline) {
+		if (expired) {
 			if (looks < 2)
 				continue; /* a careful look before giving up */
 			return -ETIMEDOUT;

@@ -481,12 +481,15 @@ LMN_EXPORT int lmn_next(lmn_bus *bus, lmn_msg **ret, int timeout_ms)
 		if (r != -EAGAIN)
 			return r;
 		/* The clock is read only once there is nothing to take: a
-		 * busy server would otherwise pay for it on every request. */
+		 * busy server would otherwise pay for it on every request.
+		 * And once, not twice: the read that sets the deadline also
+		 * tells whether it has passed. */
 		if (!timed) {
-			deadline = lmn__deadline(timeout_ms, 0);
+			deadline = lmn__deadline_start(timeout_ms, 0, &expired);
 			timed = true;
+		} else {
+			expired = deadline && lmn__now_ns() >= deadline;
 		}
-		expired = deadline && lmn__now_ns() >= deadline;
 		if (!expired && !spun) {
 			spun = true;
 			if (lmn__spin_adaptive(bus, bus->last_peer_cpu, ready_now, &x))
