@@ -307,7 +307,7 @@ uint32_t lmn__insp_view_roster(struct lmn__insp_view *v)
 int lmn__insp_view_wait(struct lmn__insp_view *v, uint32_t *seen, int timeout_ms)
 {
 	uint32_t *word = &lmn__hdr(v->base)->roster_word;
-	uint64_t deadline = lmn__deadline(timeout_ms, 0);
+	uint64_t deadline = lmn__deadline(timeout_ms, 0, NULL);
 	uint32_t now, expect;
 
 	now = ck_pr_load_32(word) & ~LMN__WORD_SLEEPER;
@@ -319,7 +319,7 @@ int lmn__insp_view_wait(struct lmn__insp_view *v, uint32_t *seen, int timeout_ms
 		/* Wakers call futex_wake only for a sleeper that set the
 		 * bit, which a read-only view cannot: look again soon. */
 		if (timeout_ms < 0 || timeout_ms > 100)
-			deadline = lmn__deadline(100, 0);
+			deadline = lmn__deadline(100, 0, NULL);
 		(void)lmn__futex_wait(word, ck_pr_load_32(word), deadline);
 	} else {
 		expect = lmn__word_arm(word);

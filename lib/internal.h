@@ -133,11 +133,10 @@ static inline uint64_t lmn__realtime_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 /* The absolute CLOCK_MONOTONIC deadline of a call: the sooner of its own
- * timeout (-1: none, 0: do not wait) and the conversation's, 0 for none. */
-uint64_t lmn__deadline(int timeout_ms, uint64_t conv_deadline_ns);
-/* The same, and *passed whether it has passed already, from the one clock
- * read (none when there is no deadline). */
-uint64_t lmn__deadline_start(int timeout_ms, uint64_t conv_deadline_ns, bool *passed);
+ * timeout (-1: none, 0: do not wait) and the conversation's, 0 for none.
+ * With passed, also whether it has passed already, from the same clock
+ * read (none is made when there is no deadline). */
+uint64_t lmn__deadline(int timeout_ms, uint64_t conv_deadline_ns, bool *passed);
 
 /* wait.c: sleeping on a futex word until it changes, a deadline passes (0:
  * none) or, when peer_fd is a pidfd, that process exits.  Returns 0 when

@@ -149,6 +149,7 @@ LMN_EXPORT int lmn_send(lmn_conv *conv, const void *data, size_t len, unsigned i
 		struct room_ctx x = {conv, c, ch};
 		uint64_t deadline;
 		uint32_t expect;
+		bool expired;
 
 		r = lmn__tx_reserve(&conv->tx, ch,
 				    lmn__ringbuf(&bus->l, bus->base, conv->idx, dir * 2 + 1), &bus->l,
@@ -159,8 +160,8 @@ LMN_EXPORT int lmn_send(lmn_conv *conv, const void *data, size_t len, unsigned i
 			return -EAGAIN;
 		/* Every cell is in use: wait for the consumer to give one back,
 		 * for as long as the conversation's own timeout allows. */
-		deadline = lmn__deadline(-1, conv->deadline_ns);
-		if (deadline && lmn__now_ns() >= deadline)
+		deadline = lmn__deadline(-1, conv->deadline_ns, &expired);
+		if (expired)
 			return -ETIMEDOUT;
 		/* A server that is running gives cells back within
 		 * microseconds: spin for one before sleeping, as a receive
@@ -346,7 +347,7 @@ static ssize_t recv_impl(lmn_conv *conv, void *buf, size_t cap, int timeout_ms,
 		 * not twice: the read that sets the deadline also tells
 		 * whether it has passed. */
 		if (!timed) {
-			deadline = lmn__deadline_start(timeout_ms, conv->deadline_ns, &expired);
+			deadline = lmn__deadline(timeout_ms, conv->deadline_ns, &expired);
 			timed = true;
 		} else {
 			expired = deadline && lmn__now_ns() >= deadline;

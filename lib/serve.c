@@ -485,7 +485,7 @@ LMN_EXPORT int lmn_next(lmn_bus *bus, lmn_msg **ret, int timeout_ms)
 		 * And once, not twice: the read that sets the deadline also
 		 * tells whether it has passed. */
 		if (!timed) {
-			deadline = lmn__deadline_start(timeout_ms, 0, &expired);
+			deadline = lmn__deadline(timeout_ms, 0, &expired);
 			timed = true;
 		} else {
 			expired = deadline && lmn__now_ns() >= deadline;

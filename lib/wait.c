@@ -43,25 +43,20 @@ LMN_EXPORT const char *lmn_wait_backend(void)
 	return pick_backend() == BACKEND_URING ? "io_uring" : "futex";
 }
 
-uint64_t lmn__deadline_start(int timeout_ms, uint64_t conv_deadline_ns, bool *passed)
+uint64_t lmn__deadline(int timeout_ms, uint64_t conv_deadline_ns, bool *passed)
 {
 	uint64_t d = 0, now = 0;
 
-	if (timeout_ms >= 0 || conv_deadline_ns)
+	/* The clock only where the answer needs it. */
+	if (timeout_ms >= 0 || (passed && conv_deadline_ns))
 		now = lmn__now_ns();
 	if (timeout_ms >= 0)
 		d = now + (uint64_t)timeout_ms * 1000000ull;
 	if (conv_deadline_ns && (!d || conv_deadline_ns < d))
 		d = conv_deadline_ns;
-	*passed = d && now >= d;
+	if (passed)
+		*passed = d && now >= d;
 	return d;
-}
-
-uint64_t lmn__deadline(int timeout_ms, uint64_t conv_deadline_ns)
-{
-	bool passed;
-
-	return lmn__deadline_start(timeout_ms, conv_deadline_ns, &passed);
 }
 
 int lmn__wait(uint32_t *word, uint32_t expected, uint64_t deadline_ns, int peer_fd,

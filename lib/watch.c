@@ -210,7 +210,7 @@ LMN_EXPORT int lmn_watch_wait(lmn_watch *watch, int timeout_ms)
 	if (!bus)
 		return -ESTALE;
 	word = &lmn__hdr(bus->base)->roster_word;
-	deadline = lmn__deadline(timeout_ms, 0);
+	deadline = lmn__deadline(timeout_ms, 0, NULL);
 	for (;;) {
 		uint32_t expect;
 		eventfd_t v;
