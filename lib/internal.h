@@ -138,6 +138,26 @@ static inline uint64_t lmn__realtime_ns(void)
  * read (none is made when there is no deadline). */
 uint64_t lmn__deadline(int timeout_ms, uint64_t conv_deadline_ns, bool *passed);
 
+/* A wait loop's deadline, set by the first look that finds nothing to take
+ * (a call with work waiting never reads the clock), and whether it has
+ * passed: one clock read per look, the first one included. */
+struct lmn__timer {
+	uint64_t deadline; /* 0: none */
+	bool set;
+};
+
+static inline bool lmn__timer_passed(struct lmn__timer *t, int timeout_ms,
+				     uint64_t conv_deadline_ns)
+{
+	bool passed;
+
+	if (t->set)
+		return t->deadline && lmn__now_ns() >= t->deadline;
+	t->deadline = lmn__deadline(timeout_ms, conv_deadline_ns, &passed);
+	t->set = true;
+	return passed;
+}
+
 /* wait.c: sleeping on a futex word until it changes, a deadline passes (0:
  * none) or, when peer_fd is a pidfd, that process exits.  Returns 0 when
  * woken or the word had moved on, -ETIMEDOUT, or 1 when the peer exited.

@@ -308,10 +308,10 @@ static ssize_t recv_impl(lmn_conv *conv, void *buf, size_t cap, int timeout_ms,
 			 uint64_t min_correlation)
 {
 	struct lmn__conv *c = NULL;
-	uint64_t deadline = 0;
+	struct lmn__timer timer = {0};
 	ssize_t r;
 	unsigned looks = 0;
-	bool spun = false, timed = false, expired;
+	bool spun = false;
 
 	r = enter(conv, &c);
 	/* A failed conversation still delivers what had arrived first. */
@@ -343,16 +343,8 @@ static ssize_t recv_impl(lmn_conv *conv, void *buf, size_t cap, int timeout_ms,
 		if (lmn__phase_error(phase))
 			return -EUCLEAN;
 		/* The clock only once there is nothing to take: a reply that
-		 * is already there should not pay for a read of it.  And once,
-		 * not twice: the read that sets the deadline also tells
-		 * whether it has passed. */
-		if (!timed) {
-			deadline = lmn__deadline(timeout_ms, conv->deadline_ns, &expired);
-			timed = true;
-		} else {
-			expired = deadline && lmn__now_ns() >= deadline;
-		}
-		if (expired) {
+		 * is already there should not pay for a read of it. */
+		if (lmn__timer_passed(&timer, timeout_ms, conv->deadline_ns)) {
 			if (looks < 2)
 				continue; /* a careful look before giving up */
 			return -ETIMEDOUT;
@@ -372,7 +364,7 @@ static ssize_t recv_impl(lmn_conv *conv, void *buf, size_t cap, int timeout_ms,
 			continue;
 		/* Woken or timed out, the loop looks again (carefully) and
 		 * decides. */
-		(void)wait_on(conv->bus, &c->inbox.data_word, expect, deadline, server, server_gen,
+		(void)wait_on(conv->bus, &c->inbox.data_word, expect, timer.deadline, server, server_gen,
 			      peer_cpu);
 	}
 }

@@ -431,8 +431,8 @@ LMN_EXPORT int lmn_next(lmn_bus *bus, lmn_msg **ret, int timeout_ms)
 {
 	struct lmn__participant *self;
 	struct ready_ctx x = {bus};
-	uint64_t deadline = 0;
-	bool spun = false, timed = false;
+	struct lmn__timer timer = {0};
+	bool spun = false;
 	int r;
 
 	if (!bus || !ret || timeout_ms < -1)
@@ -481,15 +481,8 @@ LMN_EXPORT int lmn_next(lmn_bus *bus, lmn_msg **ret, int timeout_ms)
 		if (r != -EAGAIN)
 			return r;
 		/* The clock is read only once there is nothing to take: a
-		 * busy server would otherwise pay for it on every request.
-		 * And once, not twice: the read that sets the deadline also
-		 * tells whether it has passed. */
-		if (!timed) {
-			deadline = lmn__deadline(timeout_ms, 0, &expired);
-			timed = true;
-		} else {
-			expired = deadline && lmn__now_ns() >= deadline;
-		}
+		 * busy server would otherwise pay for it on every request. */
+		expired = lmn__timer_passed(&timer, timeout_ms, 0);
 		if (!expired && !spun) {
 			spun = true;
 			if (lmn__spin_adaptive(bus, bus->last_peer_cpu, ready_now, &x))
@@ -508,7 +501,7 @@ LMN_EXPORT int lmn_next(lmn_bus *bus, lmn_msg **ret, int timeout_ms)
 		expect = lmn__word_arm(&self->doorbell);
 		if (ready_now(&x))
 			continue;
-		(void)lmn__wait(&self->doorbell, expect, deadline, -1, 0);
+		(void)lmn__wait(&self->doorbell, expect, timer.deadline, -1, 0);
 	}
 }
 

@@ -187,11 +187,17 @@ static inline uint32_t lmn__free_slot(struct ck_ring_buffer *freebuf, uint32_t s
 	return (uint32_t)(uintptr_t)ck_pr_load_ptr(&freebuf[pos & (size - 1)].value);
 }
 
+/* The free ring's buffer of the channel whose data ring buffer is databuf:
+ * it follows it (lmn__ringbuf). */
+static inline struct ck_ring_buffer *lmn__freebuf_of(struct ck_ring_buffer *databuf, uint32_t size)
+{
+	return databuf + size;
+}
+
 static inline uint32_t lmn__rx_guess(const struct lmn__rx *rx, struct ck_ring_buffer *databuf,
 				     uint32_t size)
 {
-	/* The free ring's buffer follows the data ring's (lmn__ringbuf). */
-	return lmn__free_slot(databuf + size, size, rx->data_c + rx->skew);
+	return lmn__free_slot(lmn__freebuf_of(databuf, size), size, rx->data_c + rx->skew);
 }
 
 /* got, the cell the entry names, as the guess when they agree: the
@@ -212,7 +218,7 @@ static inline uint32_t lmn__rx_as_guessed(uint32_t got, uint32_t guess)
 static inline void lmn__rx_reguess(struct lmn__rx *rx, struct ck_ring_buffer *databuf,
 				   const struct lmn__layout *l, uint32_t got)
 {
-	struct ck_ring_buffer *freebuf = databuf + l->ring_size;
+	struct ck_ring_buffer *freebuf = lmn__freebuf_of(databuf, l->ring_size);
 	uint32_t span = l->ring_depth < 64 ? l->ring_depth : 64;
 	uint32_t at = rx->data_c + rx->skew;
 
