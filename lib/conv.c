@@ -8,6 +8,7 @@
 
 #include "internal.h"
 #include "../shm/channel.h"
+#include "../shm/fence.h"
 #include "../shm/ready.h"
 #include "../shm/table.h"
 #include "../shm/word.h"
@@ -55,7 +56,7 @@ void lmn__conv_ring_server(const struct lmn__layout *l, void *base, struct lmn__
 	uint32_t server;
 	struct lmn__participant *p;
 
-	ck_pr_fence_memory();
+	lmn__fence_full();
 	if (unless_polling && ck_pr_load_32(&c->server_polling))
 		return;
 	server = ck_pr_load_32(&c->server);
@@ -220,7 +221,7 @@ LMN_EXPORT int lmn_conv_open(lmn_bus *bus, const char *target,
 	/* Orders the publication before the check of the server's state; the
 	 * leaving server orders its state change before its scan.  If it
 	 * left in between, we end its part ourselves. */
-	ck_pr_fence_memory();
+	lmn__fence_full();
 	if (sp && !lmn__part_live(&bus->l, bus->base, server, server_gen))
 		lmn__server_departed(&bus->l, bus->base, idx, gen, server, server_gen,
 				     lmn__part_exit_health(&bus->l, bus->base, server, server_gen));

@@ -22,6 +22,7 @@
 
 #include "internal.h"
 #include "../shm/channel.h"
+#include "../shm/fence.h"
 #include "../shm/table.h"
 #include "../shm/word.h"
 
@@ -124,7 +125,7 @@ static void reroute(const struct lmn__layout *l, void *base, struct lmn__conv *c
 	ck_pr_store_64(&c->server_gone, lmn__gen_word(gen, GONE_NO));
 	/* The new server may have departed while we moved in: its own scan
 	 * could have missed us, so look, and move on again if so. */
-	ck_pr_fence_memory();
+	lmn__fence_full();
 	if (!lmn__part_live(l, base, ns, ngen))
 		lmn__server_departed(l, base, idx, gen, ns, ngen,
 				     lmn__part_exit_health(l, base, ns, ngen));

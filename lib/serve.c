@@ -17,6 +17,7 @@
 
 #include "internal.h"
 #include "../shm/channel.h"
+#include "../shm/fence.h"
 #include "../shm/ready.h"
 #include "../shm/table.h"
 #include "../shm/word.h"
@@ -345,7 +346,7 @@ static int unhot(struct lmn_bus *bus)
 	if (ck_pr_load_64(&c->slot) != lmn__slot_word(bus->hot_gen, LMN__SLOT_LIVE))
 		return 0;
 	ck_pr_store_32(&c->server_polling, 0);
-	ck_pr_fence_memory();
+	lmn__fence_full();
 	if (!lmn__chan_has_data(&c->cmd, bus->l.ring_size))
 		return 0;
 	pend_push(bus, bus->hot_idx);

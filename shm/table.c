@@ -8,6 +8,7 @@
 #include <ck_pr.h>
 
 #include "channel.h"
+#include "fence.h"
 #include "table.h"
 
 static uint64_t now_realtime(void)
@@ -145,7 +146,7 @@ int lmn__part_claim(const struct lmn__layout *l, void *base, const char *name, i
 	 * of two simultaneous joiners at least one sees the other. */
 	ck_pr_fence_store();
 	ck_pr_store_64(&p->slot, lmn__slot_word(gen, LMN__SLOT_JOINING));
-	ck_pr_fence_memory();
+	lmn__fence_full();
 	for (;;) {
 		if (name_taken(l, base, name, idx, &wait_for) ||
 		    (wait_for != UINT32_MAX && await_settled(l, base, wait_for) < 0)) {
@@ -170,7 +171,7 @@ void lmn__part_begin_leave(const struct lmn__layout *l, void *base, uint32_t idx
 	/* Orders the state change before the leaver's scan of the conversation
 	 * table; an opener stores its conversation and then loads this state,
 	 * so one of the two always sees the other. */
-	ck_pr_fence_memory();
+	lmn__fence_full();
 }
 
 void lmn__part_release(const struct lmn__layout *l, void *base, uint32_t idx, uint32_t gen)

@@ -24,6 +24,7 @@
 
 #include <ck_pr.h>
 
+#include "fence.h"
 #include "layout.h"
 
 /* Waiter: announce a sleeper.  Returns the value to pass to the futex wait.
@@ -40,7 +41,7 @@ static inline uint32_t lmn__word_arm(uint32_t *word)
 			return w | LMN__WORD_SLEEPER;
 		}
 	}
-	ck_pr_fence_memory(); /* the bit was already set: still order our re-check */
+	lmn__fence_full(); /* the bit was already set: still order our re-check */
 	return w;
 }
 
@@ -51,7 +52,7 @@ static inline int lmn__word_signal(uint32_t *word)
 {
 	uint32_t w;
 
-	ck_pr_fence_memory();
+	lmn__fence_full();
 	w = ck_pr_load_32(word);
 	while (w & LMN__WORD_SLEEPER) {
 		if (ck_pr_cas_32_value(word, w, (w + LMN__WORD_SEQ) & ~LMN__WORD_SLEEPER, &w))
