@@ -45,6 +45,7 @@ struct lmn_bus {
 	struct lmn_msg *spare_msgs; /* released handles kept for reuse */
 	uint32_t n_spare;
 	uint32_t pend_head, pend_len;
+	uint32_t takes_unmarked; /* taken from the queue since the marks were read */
 	int32_t last_peer_cpu;
 	/* The conversation this server polls (see server_polling). */
 	int hot;

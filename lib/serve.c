@@ -380,6 +380,12 @@ static int hot_has_data(struct lmn_bus *bus)
 				  &bus->l, bus->base, idx, 0);
 }
 
+/* Marks are read when the pending queue empties, and also after this many
+ * takes from a queue that never does: a conversation whose sender keeps its
+ * ring filled (a stream) stays queued for good, and the others' marks would
+ * wait for it to pause.  Reading them costs a load while nothing is marked. */
+#define MARKS_EVERY 8u
+
 /* Look at every conversation taken from the ready bitmap until one yields
  * a message or the bitmap is empty.  Returning with indices still pending
  * would be a lost wake-up: the caller then sleeps until a new mark. */
@@ -388,12 +394,20 @@ static int try_next(struct lmn_bus *bus, struct lmn_msg **ret)
 	/* The hot conversation's sender may not have marked it. */
 	if (hot_has_data(bus))
 		pend_push(bus, bus->hot_idx);
+	/* Those marked join the queue behind the ones in it: each gets its
+	 * turn within one round of the queue. */
+	if (bus->takes_unmarked >= MARKS_EVERY) {
+		bus->takes_unmarked = 0;
+		(void)lmn__ready_take(lmn__ready(&bus->l, bus->base, bus->self_idx), &bus->l,
+				      pend_push, bus);
+	}
 	for (;;) {
 		while (bus->pend_len) {
 			uint32_t idx = pend_pop(bus);
 			int r = take_from(bus, idx, ret);
 
 			if (r == 0) {
+				bus->takes_unmarked++;
 				/* Back to the tail: it may hold more, and the
 				 * others get their turn first. */
 				if ((*ret)->kind == LMN_MSG_REQUEST) {
@@ -408,6 +422,7 @@ static int try_next(struct lmn_bus *bus, struct lmn_msg **ret)
 			if (r != -EAGAIN)
 				return r;
 		}
+		bus->takes_unmarked = 0;
 		if (!lmn__ready_take(lmn__ready(&bus->l, bus->base, bus->self_idx), &bus->l,
 				     pend_push, bus))
 			return -EAGAIN;

@@ -8,10 +8,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -723,6 +725,170 @@ START_TEST(server_leaves_compensate)
 }
 END_TEST
 
+/* One conversation that never lets its ring empty must not starve the
+ * others: a caller gets its answers while a stream runs on the same server.
+ * The server answers the caller and only works on the stream's requests,
+ * 20 us each; the streamer spins for room, so it refills the ring long
+ * before it drains, and never reads.  Each call carries the time it was
+ * sent, and the server counts the stream's requests it took after that
+ * time: a few at most, however loaded the machine, since a server that is
+ * not running takes none.  Before the server read the ready marks while
+ * one conversation kept it busy, calls here waited for thousands of them,
+ * until the streamer happened to lose its core. */
+struct stream_fair {
+	const char *bus;
+	struct th_event ready, streaming, done;
+};
+
+/* Put this process on the n-th CPU it may use (n = 0, 1), when it may use
+ * two: the server and the streamer each get a core of their own, so that
+ * the stream never pauses for want of one.  With one CPU the test still
+ * checks the caller is answered, only less sharply. */
+static void own_core(int n)
+{
+	cpu_set_t allowed, one;
+	int seen = 0;
+
+	if (sched_getaffinity(0, sizeof(allowed), &allowed) < 0 || CPU_COUNT(&allowed) < 2)
+		return;
+	for (int cpu = 0; cpu < CPU_SETSIZE; cpu++) {
+		if (!CPU_ISSET(cpu, &allowed) || seen++ != n)
+			continue;
+		CPU_ZERO(&one);
+		CPU_SET(cpu, &one);
+		(void)sched_setaffinity(0, sizeof(one), &one);
+		return;
+	}
+}
+
+static int64_t mono_ns(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
+
+#define FAIR_KEPT 256 /* the times of the stream's last requests taken */
+#define FAIR_MAX 64   /* of them, taken after a call was sent */
+
+static int fair_server_main(void *p)
+{
+	struct stream_fair *f = p;
+	int64_t taken[FAIR_KEPT] = {0};
+	unsigned ntaken = 0;
+	lmn_bus *bus;
+	int closes = 0;
+
+	own_core(0);
+	if (lmn_bus_join(f->bus, "server", &bus) < 0 || lmn_bus_serve(bus, "svc") < 0)
+		return 60;
+	th_event_fire(&f->ready);
+	while (closes < 2) {
+		lmn_msg *m;
+
+		if (lmn_next(bus, &m, TH_TIMEOUT_MS) < 0)
+			return 61;
+		if (lmn_msg_kind(m) == LMN_MSG_CLOSED) {
+			closes++;
+		} else if (lmn_msg_size(m) == 1) {
+			int64_t t = mono_ns();
+
+			taken[ntaken++ % FAIR_KEPT] = t;
+			while (mono_ns() - t < 20000)
+				;
+		} else {
+			int64_t sent;
+			int after = 0;
+
+			if (lmn_msg_size(m) != sizeof(sent))
+				return 62;
+			memcpy(&sent, lmn_msg_data(m), sizeof(sent));
+			for (int i = 0; i < FAIR_KEPT; i++)
+				after += taken[i] > sent;
+			if (after > FAIR_MAX)
+				return 63;
+			if (lmn_reply(m, "ok", 2) < 0)
+				return 64;
+		}
+		lmn_msg_release(m);
+	}
+	lmn_bus_leave(bus);
+	return 0;
+}
+
+static int streamer_main(void *p)
+{
+	struct stream_fair *f = p;
+	struct lmn_conv_config cfg = th_cfg(LMN_POLICY_FAIL);
+	struct timespec start, now;
+	lmn_conv *conv;
+	lmn_bus *bus;
+
+	own_core(1);
+	if (lmn_bus_join(f->bus, "streamer", &bus) < 0 || lmn_bus_set_spin(bus, 200000) < 0 ||
+	    lmn_conv_open(bus, "svc", &cfg, &conv) < 0)
+		return 70;
+	/* Fill the ring before the caller starts, then keep it filled. */
+	for (int i = 0; i < 8; i++)
+		if (lmn_send(conv, "s", 1, 0) < 0)
+			return 71;
+	th_event_fire(&f->streaming);
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	for (unsigned i = 0;; i++) {
+		if (lmn_send(conv, "s", 1, 0) < 0)
+			return 72;
+		if (i % 256)
+			continue;
+		if (th_event_await(&f->done, 0) == 0)
+			break;
+		/* Bounded even if the caller failed and never says done. */
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if (now.tv_sec - start.tv_sec > TH_TIMEOUT_MS / 1000)
+			return 73;
+	}
+	lmn_conv_close(conv);
+	lmn_conv_free(conv);
+	lmn_bus_leave(bus);
+	return 0;
+}
+
+START_TEST(stream_does_not_starve_caller)
+{
+	struct stream_fair f = {.bus = th_bus(8, 8, 64)};
+	struct lmn_conv_config cfg = th_cfg(LMN_POLICY_FAIL);
+	pid_t server, streamer;
+	lmn_conv *conv;
+	lmn_bus *bus;
+
+	th_event_new(&f.ready);
+	th_event_new(&f.streaming);
+	th_event_new(&f.done);
+	server = th_fork(fair_server_main, &f);
+	ck_assert_int_eq(th_event_await(&f.ready, TH_TIMEOUT_MS), 0);
+	streamer = th_fork(streamer_main, &f);
+	ck_assert_int_eq(th_event_await(&f.streaming, TH_TIMEOUT_MS), 0);
+	ck_assert_int_eq(lmn_bus_join(f.bus, "caller", &bus), 0);
+	/* The caller sleeps at once, leaving both cores to the stream. */
+	ck_assert_int_eq(lmn_bus_set_spin(bus, 0), 0);
+	ck_assert_int_eq(lmn_conv_open(bus, "svc", &cfg, &conv), 0);
+	for (int i = 0; i < 200; i++) {
+		int64_t sent = mono_ns();
+		char rep[8];
+
+		ck_assert_int_eq(lmn_call(conv, &sent, sizeof(sent), rep, sizeof(rep), TH_TIMEOUT_MS),
+				 2);
+		ck_assert_mem_eq(rep, "ok", 2);
+	}
+	th_event_fire(&f.done);
+	ck_assert_int_eq(th_wait(streamer, TH_TIMEOUT_MS), 0);
+	ck_assert_int_eq(lmn_conv_close(conv), 0);
+	ck_assert_int_eq(th_wait(server, TH_TIMEOUT_MS), 0);
+	lmn_conv_free(conv);
+	lmn_bus_leave(bus);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("rpc");
@@ -744,6 +910,7 @@ int main(void)
 	tcase_add_test(tc, reply_after_close_and_close_notice);
 	tcase_add_test(tc, server_leaves_fail);
 	tcase_add_test(tc, server_leaves_compensate);
+	tcase_add_test(tc, stream_does_not_starve_caller);
 	suite_add_tcase(s, tc);
 	return th_run(s);
 }
