@@ -9,9 +9,11 @@
  * On x86-64, any locked instruction is such a barrier for ordinary
  * write-back memory, which is all the segment is.  MFENCE, which
  * ck_pr_fence_memory() issues, also orders non-temporal stores and
- * write-combining memory that the library never uses, and costs far more:
- * 43 cycles against 5 for a locked OR on the machine of perf/README.md, where
- * it was most of the CPU time of lmn_send(), lmn_reply() and
+ * write-combining memory, and costs far more.  The library has neither
+ * (glibc's memcpy uses non-temporal stores for very large copies, and
+ * fences them itself before it returns).  MFENCE took
+ * 43 cycles against 5 for a locked OR on the machine of perf/README.md, and
+ * was most of the CPU time of lmn_send(), lmn_reply() and
  * lmn_msg_release().  The locked OR targets a local variable, so it touches
  * a line no other thread shares and changes nothing.  Other architectures
  * keep ck's fence.
