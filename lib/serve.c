@@ -386,6 +386,14 @@ static int hot_has_data(struct lmn_bus *bus)
  * wait for it to pause.  Reading them costs a load while nothing is marked. */
 #define MARKS_EVERY 8u
 
+/* Queue every conversation marked ready, behind those queued already. */
+static uint32_t take_marks(struct lmn_bus *bus)
+{
+	bus->takes_unmarked = 0;
+	return lmn__ready_take(lmn__ready(&bus->l, bus->base, bus->self_idx), &bus->l, pend_push,
+			       bus);
+}
+
 /* Look at every conversation taken from the ready bitmap until one yields
  * a message or the bitmap is empty.  Returning with indices still pending
  * would be a lost wake-up: the caller then sleeps until a new mark. */
@@ -396,11 +404,8 @@ static int try_next(struct lmn_bus *bus, struct lmn_msg **ret)
 		pend_push(bus, bus->hot_idx);
 	/* Those marked join the queue behind the ones in it: each gets its
 	 * turn within one round of the queue. */
-	if (bus->takes_unmarked >= MARKS_EVERY) {
-		bus->takes_unmarked = 0;
-		(void)lmn__ready_take(lmn__ready(&bus->l, bus->base, bus->self_idx), &bus->l,
-				      pend_push, bus);
-	}
+	if (bus->takes_unmarked >= MARKS_EVERY)
+		(void)take_marks(bus);
 	for (;;) {
 		while (bus->pend_len) {
 			uint32_t idx = pend_pop(bus);
@@ -422,9 +427,7 @@ static int try_next(struct lmn_bus *bus, struct lmn_msg **ret)
 			if (r != -EAGAIN)
 				return r;
 		}
-		bus->takes_unmarked = 0;
-		if (!lmn__ready_take(lmn__ready(&bus->l, bus->base, bus->self_idx), &bus->l,
-				     pend_push, bus))
+		if (!take_marks(bus))
 			return -EAGAIN;
 	}
 }

@@ -81,17 +81,22 @@ pid_t th_fork(int (*fn)(void *), void *arg)
 	return pid;
 }
 
-static uint64_t now_ms(void)
+uint64_t th_now_ns(void)
 {
 	struct timespec ts;
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+	return (uint64_t)ts.tv_sec * 1000000000 + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t th_now_ms(void)
+{
+	return th_now_ns() / 1000000;
 }
 
 int th_wait(pid_t pid, int timeout_ms)
 {
-	uint64_t end = now_ms() + (uint64_t)timeout_ms;
+	uint64_t end = th_now_ms() + (uint64_t)timeout_ms;
 	int status;
 
 	/* A pidfd would let us block with a timeout; poll it. */
@@ -102,7 +107,7 @@ int th_wait(pid_t pid, int timeout_ms)
 			break;
 		if (r < 0)
 			return -1;
-		if (now_ms() >= end) {
+		if (th_now_ms() >= end) {
 			kill(pid, SIGKILL);
 			waitpid(pid, &status, 0);
 			return -2;
@@ -114,7 +119,7 @@ int th_wait(pid_t pid, int timeout_ms)
 
 			if (pfd >= 0) {
 				struct pollfd p = {.fd = pfd, .events = POLLIN};
-				int left = (int)(end - now_ms());
+				int left = (int)(end - th_now_ms());
 
 				poll(&p, 1, left > 0 ? left : 0);
 				close(pfd);

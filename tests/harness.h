@@ -24,6 +24,10 @@ const char *th_bus_name(void);
 /* Create a bus with small sizes good for tests; returns its name. */
 const char *th_bus(uint32_t conversations, uint32_t depth, uint32_t max_message);
 
+/* CLOCK_MONOTONIC, in nanoseconds and in milliseconds. */
+uint64_t th_now_ns(void);
+uint64_t th_now_ms(void);
+
 /* Run fn(arg) in a child process.  The child's exit status is fn's return
  * value; an abort or a failed assertion in it is a non-zero status. */
 pid_t th_fork(int (*fn)(void *), void *arg);

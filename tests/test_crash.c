@@ -14,7 +14,6 @@
 #include <string.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <ck_pr.h>
@@ -93,14 +92,6 @@ static void kill_and_reap(pid_t pid)
 	ck_assert_int_eq(th_wait(pid, TH_TIMEOUT_MS), -1);
 }
 
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 struct receiver {
 	lmn_conv *conv;
 	ssize_t result;
@@ -120,10 +111,10 @@ static void *recv_main(void *p)
 static void await_sleeper(lmn_bus *bus, lmn_conv *conv)
 {
 	struct lmn__conv *c = lmn__conv_at(&bus->l, bus->base, conv->idx);
-	uint64_t end = now_ms() + TH_TIMEOUT_MS;
+	uint64_t end = th_now_ms() + TH_TIMEOUT_MS;
 
 	while (!(ck_pr_load_32(&c->inbox.data_word) & LMN__WORD_SLEEPER)) {
-		ck_assert_uint_lt(now_ms(), end);
+		ck_assert_uint_lt(th_now_ms(), end);
 		sched_yield();
 	}
 }
@@ -827,10 +818,10 @@ START_TEST(death_left_to_pollers_is_reaped)
 	ck_assert_int_eq(lmn__part_find(&bus->l, bus->base, "s1", &idx, &gen), 0);
 	ck_assert_int_ge(lmn__sentinel_pidfd(bus, idx, gen, true, &key), 0);
 	kill_and_reap(p1);
-	end = now_ms() + TH_TIMEOUT_MS;
+	end = th_now_ms() + TH_TIMEOUT_MS;
 	while (ck_pr_load_64(&lmn__part(&bus->l, bus->base, idx)->slot) !=
 	       lmn__slot_word(gen, LMN__SLOT_FREE)) {
-		ck_assert_uint_lt(now_ms(), end);
+		ck_assert_uint_lt(th_now_ms(), end);
 		sched_yield();
 	}
 	lmn__sentinel_put(bus, idx, gen, true);

@@ -50,7 +50,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -218,14 +217,6 @@ static void busy(uint32_t spins)
 		;
 }
 
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 static bool fired(struct th_event *e)
 {
 	struct pollfd p = {.fd = e->fd[0], .events = POLLIN};
@@ -349,8 +340,8 @@ static int victim_client_main(void *p)
 	th_event_fire(&r->vready);
 	if (th_event_await(&r->go, WAIT_MS) < 0)
 		return E_VIC_GO;
-	end = now_ms() + 2 * WAIT_MS;
-	for (int round = 0; now_ms() < end; round++) {
+	end = th_now_ms() + 2 * WAIT_MS;
+	for (int round = 0; th_now_ms() < end; round++) {
 		lmn_conv *conv;
 		int rc;
 
@@ -564,12 +555,12 @@ static int client_main(void *p)
 		return E_CLI_BALANCE;
 	th_event_fire(&r->opened);
 
-	end = now_ms() + 2 * WAIT_MS;
+	end = th_now_ms() + 2 * WAIT_MS;
 	for (uint32_t i = 0;; i++) {
 		/* Go on until the victim is dead and its death was seen. */
 		if (i >= CALLS && fired(&r->killed) && (!expect_crash || crashes))
 			break;
-		if (now_ms() > end)
+		if (th_now_ms() > end)
 			return expect_crash && !crashes ? E_CLI_NO_CRASH : E_CLI_CALL;
 		for (int k = 0; k < 2; k++) {
 			uint32_t req[3] = {0x434c4900u | (uint32_t)k, serial[k], i}, rep[3] = {0};
@@ -1095,7 +1086,7 @@ START_TEST(kill_at_every_point)
 	int rounds = rounds_env ? atoi(rounds_env) : ROUNDS;
 	int max_failed = max_env ? atoi(max_env) : MAX_FAILED_ROUNDS;
 	static struct tally t;
-	uint64_t start = now_ms();
+	uint64_t start = th_now_ms();
 	int n, done = 0;
 
 	memset(&t, 0, sizeof(t));
@@ -1106,7 +1097,7 @@ START_TEST(kill_at_every_point)
 		done++;
 	}
 	fprintf(stderr, "test_kill (%s): %d rounds in %llu ms; kills per point:", backend(), done,
-		(unsigned long long)(now_ms() - start));
+		(unsigned long long)(th_now_ms() - start));
 	for (int p = 0; p < N_POINTS; p++)
 		fprintf(stderr, " %s %d", point_names[p], t.kills[p]);
 	fprintf(stderr,

@@ -6,7 +6,6 @@
 #include <errno.h>
 #include <pthread.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <ck_pr.h>
@@ -186,14 +185,6 @@ START_TEST(small_buffer_keeps_message)
 }
 END_TEST
 
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 START_TEST(timeouts_and_deadline)
 {
 	struct lmn_conv_config cfg = {.policy = LMN_POLICY_FAIL, .timeout_ms = 100};
@@ -207,20 +198,20 @@ START_TEST(timeouts_and_deadline)
 	/* A receive's own timeout. */
 	ck_assert_int_eq(lmn_conv_open(bus, NULL, &(struct lmn_conv_config){.policy = LMN_POLICY_FAIL},
 				       &plain), 0);
-	t0 = now_ms();
+	t0 = th_now_ms();
 	ck_assert_int_eq(lmn_recv(plain, buf, sizeof(buf), 30), -ETIMEDOUT);
-	ck_assert_uint_ge(now_ms() - t0, 30);
+	ck_assert_uint_ge(th_now_ms() - t0, 30);
 
 	/* The conversation's deadline bounds an endless receive and a send
 	 * into a full ring alike. */
 	ck_assert_int_eq(lmn_conv_open(bus, NULL, &cfg, &conv), 0);
 	ck_assert_int_eq(lmn_conv_state(conv, &info), 0);
 	ck_assert_uint_ne(info.deadline_ns, 0);
-	t0 = now_ms();
+	t0 = th_now_ms();
 	for (int i = 0; i < 4; i++)
 		ck_assert_int_eq(lmn_send(conv, "x", 1, LMN_SEND_NONBLOCK), 0);
 	ck_assert_int_eq(lmn_send(conv, "x", 1, 0), -ETIMEDOUT);
-	ck_assert_uint_ge(now_ms() - t0, 90);
+	ck_assert_uint_ge(th_now_ms() - t0, 90);
 	/* Past the deadline, what had arrived is still delivered; then every
 	 * receive and send says -ETIMEDOUT at once. */
 	for (int i = 0; i < 4; i++)
@@ -252,10 +243,10 @@ static void *recv_thread(void *p)
 static void await_sleeper(lmn_bus *bus, lmn_conv *conv)
 {
 	struct lmn__conv *c = lmn__conv_at(&bus->l, bus->base, conv->idx);
-	uint64_t end = now_ms() + TH_TIMEOUT_MS;
+	uint64_t end = th_now_ms() + TH_TIMEOUT_MS;
 
 	while (!(ck_pr_load_32(&c->inbox.data_word) & LMN__WORD_SLEEPER)) {
-		ck_assert_uint_lt(now_ms(), end);
+		ck_assert_uint_lt(th_now_ms(), end);
 		sched_yield();
 	}
 }
