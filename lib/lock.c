@@ -1,11 +1,27 @@
 /* SPDX-License-Identifier: MIT */
-/* The bus lock's contended path (lock.h): spin a little, then sleep. */
+/*
+ * The bus lock's rarer paths (lock.h): the contended take, which spins a
+ * little and then sleeps, and the bias: choosing the owner, and revoking
+ * the bias when a second thread comes.
+ */
+#include <errno.h>
+#include <linux/membarrier.h>
+#include <sched.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
 #include "internal.h"
+#include "../shm/fence.h"
 
 /* Rounds of spinning before sleeping: the lock is held for well under a
  * microsecond, so a holder that is running lets go within them; one that
  * was preempted does not, and then sleeping gives it the CPU. */
 #define LOCK_SPINS 128
+
+/* One per thread, for its address (lmn__lock_self); initial-exec, so that
+ * the owner's take reaches it without a call. */
+__thread char lmn__lock_me __attribute__((tls_model("initial-exec")));
 
 void lmn__lock_take_slow(struct lmn__lock *l)
 {
@@ -23,4 +39,77 @@ void lmn__lock_take_slow(struct lmn__lock *l)
 void lmn__lock_wake(struct lmn__lock *l)
 {
 	lmn__futex_wake(&l->state);
+}
+
+static int membarrier(int cmd)
+{
+	return (int)syscall(SYS_membarrier, cmd, 0, 0);
+}
+
+/* Make every running thread of the process execute a full barrier.  The
+ * expedited command needs the process registered, which a forked child
+ * is not (the registration belongs to the address space); the global one
+ * needs nothing and takes milliseconds, which a revocation can afford. */
+static int barrier_everywhere(void)
+{
+	if (membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) == 0)
+		return 0;
+	if (membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED) == 0 &&
+	    membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) == 0)
+		return 0;
+	return membarrier(MEMBARRIER_CMD_GLOBAL);
+}
+
+/* Can barrier_everywhere() be counted on?  Asked before biasing. */
+static bool barriers_work(void)
+{
+	int cmds = membarrier(MEMBARRIER_CMD_QUERY);
+
+	return cmds > 0 && (cmds & MEMBARRIER_CMD_GLOBAL) &&
+	       membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED) == 0;
+}
+
+/* Wait for the owner to leave a critical section it is in. */
+static void wait_owner_out(struct lmn__lock *l)
+{
+	for (unsigned i = 0; ck_pr_load_32(&l->owner_in); i++) {
+		if (i < LOCK_SPINS)
+			ck_pr_stall();
+		else
+			sched_yield();
+	}
+}
+
+/* State word held.  The first taker becomes the owner, if the barrier that
+ * revoking needs is to be had; a later taker of the state word, while an
+ * owner is set, revokes. */
+void lmn__lock_settle(struct lmn__lock *l)
+{
+	const void *owner = ck_pr_load_ptr(&l->owner);
+
+	if (!l->settled) {
+		l->settled = true;
+		if (barriers_work())
+			ck_pr_store_ptr(&l->owner, lmn__lock_self());
+		return;
+	}
+	if (!owner || owner == lmn__lock_self())
+		return;
+	ck_pr_store_ptr(&l->owner, NULL);
+	if (barrier_everywhere() < 0) {
+		/* Refused although it worked when the owner was chosen: a
+		 * seccomp filter installed since.  Our own fence, and time
+		 * for the owner's store to leave its store buffer (which an
+		 * interrupt or a context switch also empties), then look. */
+		struct timespec ms = {0, 1000000};
+
+		lmn__fence_full();
+		wait_owner_out(l);
+		(void)nanosleep(&ms, NULL);
+	}
+	/* The owner sees owner cleared at its next take; one inside now
+	 * lets go within the short work the lock guards. */
+	wait_owner_out(l);
+	/* Orders the owner's critical section, seen ended, before ours. */
+	ck_pr_fence_acquire();
 }
