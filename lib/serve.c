@@ -26,11 +26,16 @@ static void pend_push(void *p, uint32_t conv)
 {
 	struct lmn_bus *bus = p;
 	uint64_t bit = 1ull << (conv % 64);
+	uint32_t at = bus->pend_head + bus->pend_len;
 
 	if (bus->queued[conv / 64] & bit)
 		return;
 	bus->queued[conv / 64] |= bit;
-	bus->pending[(bus->pend_head + bus->pend_len) % bus->l.conversations] = conv;
+	/* A wrap, not a division: the queue is on every request's way, and
+	 * the table's size is no power of two. */
+	if (at >= bus->l.conversations)
+		at -= bus->l.conversations;
+	bus->pending[at] = conv;
 	bus->pend_len++;
 }
 
@@ -38,7 +43,7 @@ static uint32_t pend_pop(struct lmn_bus *bus)
 {
 	uint32_t conv = bus->pending[bus->pend_head];
 
-	bus->pend_head = (bus->pend_head + 1) % bus->l.conversations;
+	bus->pend_head = bus->pend_head + 1 == bus->l.conversations ? 0 : bus->pend_head + 1;
 	bus->pend_len--;
 	bus->queued[conv / 64] &= ~(1ull << (conv % 64));
 	return conv;
@@ -487,21 +492,25 @@ LMN_EXPORT int lmn_next(lmn_bus *bus, lmn_msg **ret, int timeout_ms)
 		lmn__lock_take(&bus->lock);
 		r = try_next(bus, ret);
 		lmn__lock_drop(&bus->lock);
-		if (r == 0) {
-			int cpu = lmn__current_cpu();
-
-			/* Only when it changes: senders read this line (the
-			 * doorbell) on every send, and a store here on every
-			 * request would make each of those loads a miss. */
-			if (ck_pr_load_int(&self->doorbell_cpu) != cpu)
-				ck_pr_store_int(&self->doorbell_cpu, cpu);
+		if (r == 0)
 			return 0;
-		}
 		if (r != -EAGAIN)
 			return r;
 		/* The clock is read only once there is nothing to take: a
 		 * busy server would otherwise pay for it on every request. */
 		expired = lmn__timer_passed(&timer, timeout_ms, 0);
+		/* Where we wait, for senders deciding whether to spin: set
+		 * here, on the way to waiting, not after each request taken,
+		 * where the lookup lay between a request and its reply.  And
+		 * only when it changes: senders read this line (the doorbell)
+		 * on every send, and a store on every request would make each
+		 * of those loads a miss. */
+		if (!spun) {
+			int cpu = lmn__current_cpu();
+
+			if (ck_pr_load_int(&self->doorbell_cpu) != cpu)
+				ck_pr_store_int(&self->doorbell_cpu, cpu);
+		}
 		if (!expired && !spun) {
 			spun = true;
 			if (lmn__spin_adaptive(bus, bus->last_peer_cpu, ready_now, &x))

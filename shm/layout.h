@@ -142,7 +142,7 @@ struct lmn__participant {
 	/* The doorbell: a server blocked in lmn_next() sleeps on it; a sender
 	 * rings it after it marked its conversation ready. */
 	uint32_t doorbell __attribute__((aligned(LMN__CACHELINE)));
-	int32_t doorbell_cpu; /* CPU the server last ran on, a spin hint */
+	int32_t doorbell_cpu; /* CPU the server last waited on, a spin hint */
 } __attribute__((aligned(LMN__CACHELINE)));
 
 /* States of a command cell, written by the conversation's server only (and
