@@ -47,9 +47,11 @@ static int membarrier(int cmd)
 }
 
 /* Make every running thread of the process execute a full barrier.  The
- * expedited command needs the process registered, which a forked child
- * is not (the registration belongs to the address space); the global one
- * needs nothing and takes milliseconds, which a revocation can afford. */
+ * expedited command needs the process registered; registering again is
+ * harmless, so a refusal is answered by registering and asking once more
+ * (in case the registration did not survive, as across execve).  The
+ * global one needs nothing and takes milliseconds, which a revocation can
+ * afford. */
 static int barrier_everywhere(void)
 {
 	if (membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) == 0)
@@ -95,12 +97,17 @@ void lmn__lock_settle(struct lmn__lock *l)
 	}
 	if (!owner || owner == lmn__lock_self())
 		return;
+	/* Our half of the store-then-load: the store of owner before the
+	 * load of owner_in below, ordered for both threads by the barrier
+	 * that every thread of the process runs in barrier_everywhere(). */
 	ck_pr_store_ptr(&l->owner, NULL);
 	if (barrier_everywhere() < 0) {
 		/* Refused although it worked when the owner was chosen: a
-		 * seccomp filter installed since.  Our own fence, and time
-		 * for the owner's store to leave its store buffer (which an
-		 * interrupt or a context switch also empties), then look. */
+		 * seccomp filter installed since.  This is no guarantee, only
+		 * the best left: our own fence, then time for the owner's
+		 * store of owner_in to leave its store buffer (which an
+		 * interrupt or a context switch also empties; no architecture
+		 * promises a bound), then look. */
 		struct timespec ms = {0, 1000000};
 
 		lmn__fence_full();

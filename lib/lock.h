@@ -23,7 +23,9 @@
  * sees it inside.  From then on everyone, the owner too, takes the state
  * word.  Where membarrier(2) is refused, the lock is never biased.
  *
- * Who may call: any thread of the process; the lock is not recursive.
+ * Who may call: any thread of the process; the lock is not recursive (an
+ * owner taking it twice would not deadlock, as before, but the inner drop
+ * would let the outer hold go).
  */
 #ifndef LMN_LIB_LOCK_H
 #define LMN_LIB_LOCK_H
@@ -36,8 +38,13 @@
 struct lmn__lock {
 	uint32_t state;    /* 0 free, 1 held, 2 held and a thread may sleep on it */
 	uint32_t owner_in; /* the owner holds it without the state word (atomic) */
-	uint32_t by_state; /* the holder took the state word (holder only) */
-	const void *owner; /* lmn__lock_self() of the owner, NULL unbiased (atomic) */
+	/* The holder took the state word: written by holders of the state
+	 * word, read by the owner's drop (set only once a revocation has
+	 * seen the owner out, so the owner always reads 0). */
+	uint32_t by_state;
+	/* lmn__lock_self() of the owner, NULL unbiased.  Written only while
+	 * holding the state word, read by anyone (atomic). */
+	const void *owner;
 	bool settled;      /* owner chosen, or bias ruled out (state word held) */
 };
 
@@ -66,6 +73,9 @@ static inline void lmn__lock_take(struct lmn__lock *l)
 		 * membarrier(2) supplies it (above).  The compiler must still
 		 * keep them in this order. */
 		ck_pr_barrier();
+		/* No acquire fence after it either: the only thread that
+		 * could be inside besides us is a revoker, and it waits for
+		 * owner_in to fall after its barrier. */
 		if (ck_pr_load_ptr(&l->owner) == lmn__lock_self())
 			return;
 		ck_pr_store_32(&l->owner_in, 0);
@@ -74,8 +84,10 @@ static inline void lmn__lock_take(struct lmn__lock *l)
 		lmn__lock_take_slow(l);
 	/* Orders the accesses of the critical section after the take. */
 	ck_pr_fence_lock();
+	/* A plain read: owner is written only under the state word. */
 	if (!l->settled || l->owner)
 		lmn__lock_settle(l);
+	/* After settling, whose wait has seen the owner out (lock.c). */
 	l->by_state = 1;
 }
 

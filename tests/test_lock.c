@@ -13,7 +13,7 @@
 #include "harness.h"
 #include "../lib/internal.h"
 
-/* What lock.c asks before it biases. */
+/* Whether lock.c can bias here: the commands its revocation uses. */
 static int barriers_available(void)
 {
 	long cmds = syscall(SYS_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
