@@ -4,7 +4,6 @@
  * little and then sleeps, and the bias: choosing the owner, and revoking
  * the bias when a second thread comes.
  */
-#include <errno.h>
 #include <linux/membarrier.h>
 #include <sched.h>
 #include <sys/syscall.h>
@@ -82,20 +81,18 @@ static void wait_owner_out(struct lmn__lock *l)
 	}
 }
 
-/* State word held.  The first taker becomes the owner, if the barrier that
- * revoking needs is to be had; a later taker of the state word, while an
- * owner is set, revokes. */
+/* State word held, owner not NULL.  The first taker becomes the owner, if
+ * the barrier that revoking needs is to be had; a later taker of the state
+ * word, while an owner is set, revokes. */
 void lmn__lock_settle(struct lmn__lock *l)
 {
-	const void *owner = ck_pr_load_ptr(&l->owner);
+	const void *owner = l->owner;
 
-	if (!l->settled) {
-		l->settled = true;
-		if (barriers_work())
-			ck_pr_store_ptr(&l->owner, lmn__lock_self());
+	if (owner == LMN__LOCK_UNCHOSEN) {
+		ck_pr_store_ptr(&l->owner, barriers_work() ? lmn__lock_self() : NULL);
 		return;
 	}
-	if (!owner || owner == lmn__lock_self())
+	if (owner == lmn__lock_self())
 		return;
 	/* Our half of the store-then-load: the store of owner before the
 	 * load of owner_in below, ordered for both threads by the barrier

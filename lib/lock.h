@@ -30,7 +30,6 @@
 #ifndef LMN_LIB_LOCK_H
 #define LMN_LIB_LOCK_H
 
-#include <stdbool.h>
 #include <stdint.h>
 
 #include <ck_pr.h>
@@ -42,13 +41,15 @@ struct lmn__lock {
 	 * word, read by the owner's drop (set only once a revocation has
 	 * seen the owner out, so the owner always reads 0). */
 	uint32_t by_state;
-	/* lmn__lock_self() of the owner, NULL unbiased.  Written only while
-	 * holding the state word, read by anyone (atomic). */
+	/* lmn__lock_self() of the owner; NULL unbiased (revoked, or bias
+	 * ruled out); LMN__LOCK_UNCHOSEN before the first take.  Written
+	 * only while holding the state word, read by anyone (atomic). */
 	const void *owner;
-	bool settled;      /* owner chosen, or bias ruled out (state word held) */
 };
 
-#define LMN__LOCK_INIT {0, 0, 0, NULL, false}
+/* No thread-local lives at address 1. */
+#define LMN__LOCK_UNCHOSEN ((const void *)1)
+#define LMN__LOCK_INIT {0, 0, 0, LMN__LOCK_UNCHOSEN}
 
 void lmn__lock_take_slow(struct lmn__lock *l);
 void lmn__lock_settle(struct lmn__lock *l);
@@ -84,8 +85,9 @@ static inline void lmn__lock_take(struct lmn__lock *l)
 		lmn__lock_take_slow(l);
 	/* Orders the accesses of the critical section after the take. */
 	ck_pr_fence_lock();
-	/* A plain read: owner is written only under the state word. */
-	if (!l->settled || l->owner)
+	/* A plain read: owner is written only under the state word.  Once
+	 * unbiased, the lock stays so and skips the call. */
+	if (l->owner)
 		lmn__lock_settle(l);
 	/* After settling, whose wait has seen the owner out (lock.c). */
 	l->by_state = 1;
