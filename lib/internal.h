@@ -243,7 +243,7 @@ void lmn__exit_record(const struct lmn__layout *l, void *base, uint32_t idx, uin
 int lmn__proc_alive(int32_t pid, uint64_t start_time, uint64_t pidfs_ino, int *ret_pidfd);
 uint64_t lmn__self_pidfs_ino(void);
 
-/* serve.c */
+/* reply.c */
 void lmn__serve_leave(struct lmn_bus *bus);
 
 /* msg.c: message handles, bus lock held. */
