@@ -203,15 +203,15 @@ LMN_EXPORT int lmn_conv_open(lmn_bus *bus, const char *target,
 	}
 	c->sent = c->received = c->served = c->replied = 0;
 	c->server_held = c->close_delivered = c->close_released = 0;
-	lmn__chan_init(&c->cmd, lmn__ringbuf(&bus->l, bus->base, idx, 0),
-		       lmn__ringbuf(&bus->l, bus->base, idx, 1), bus->l.ring_depth, bus->l.ring_size);
-	lmn__chan_init(&c->inbox, lmn__ringbuf(&bus->l, bus->base, idx, 2),
-		       lmn__ringbuf(&bus->l, bus->base, idx, 3), bus->l.ring_depth, bus->l.ring_size);
+	lmn__chan_init(&c->cmd, lmn__databuf(&bus->l, bus->base, idx, 0),
+		       lmn__freebuf(&bus->l, bus->base, idx, 0), bus->l.ring_depth, bus->l.ring_size);
+	lmn__chan_init(&c->inbox, lmn__databuf(&bus->l, bus->base, idx, 1),
+		       lmn__freebuf(&bus->l, bus->base, idx, 1), bus->l.ring_depth, bus->l.ring_size);
 	/* Our ends: we produce the command channel (the inbox, when
 	 * buffering) and consume the inbox.  Nobody else can reach the
 	 * channels yet, so they cannot be damaged. */
 	(void)lmn__tx_attach(&conv->tx, sp ? &c->cmd : &c->inbox,
-			     lmn__ringbuf(&bus->l, bus->base, idx, sp ? 0 : 2), bus->l.ring_size);
+			     lmn__databuf(&bus->l, bus->base, idx, sp ? 0 : 1), bus->l.ring_size);
 	(void)lmn__rx_attach(&conv->rx, &c->inbox, bus->l.ring_size);
 	if (sp)
 		ck_pr_inc_32(&sp->serving);

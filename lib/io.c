@@ -120,7 +120,6 @@ LMN_EXPORT int lmn_send(lmn_conv *conv, const void *data, size_t len, unsigned i
 {
 	struct lmn_bus *bus;
 	struct lmn__channel *ch;
-	struct lmn__envelope *env;
 	struct lmn__conv *c = NULL;
 	unsigned dir;
 	uint32_t cell;
@@ -152,7 +151,7 @@ LMN_EXPORT int lmn_send(lmn_conv *conv, const void *data, size_t len, unsigned i
 		bool expired;
 
 		r = lmn__tx_reserve(&conv->tx, ch,
-				    lmn__ringbuf(&bus->l, bus->base, conv->idx, dir * 2 + 1), &bus->l,
+				    lmn__freebuf(&bus->l, bus->base, conv->idx, dir), &bus->l,
 				    &cell);
 		if (r != -EAGAIN)
 			break;
@@ -200,16 +199,12 @@ LMN_EXPORT int lmn_send(lmn_conv *conv, const void *data, size_t len, unsigned i
 	if (r < 0)
 		return r;
 
-	env = (struct lmn__envelope *)lmn__cell(&bus->l, bus->base, conv->idx, dir, cell);
-	env->id = ++conv->next_id;
-	env->correlation = 0;
-	env->sender = bus->self_idx;
-	env->flags = 0;
-	env->length = (uint32_t)len;
 	if (len)
-		lmn__payload_copy(env + 1, data, len);
-	lmn__tx_publish(&conv->tx, ch, lmn__ringbuf(&bus->l, bus->base, conv->idx, dir * 2),
-			&bus->l, cell);
+		lmn__payload_copy(lmn__cell(&bus->l, bus->base, conv->idx, dir, cell) +
+					  sizeof(struct lmn__envelope),
+				  data, len);
+	lmn__tx_publish(&conv->tx, ch, lmn__databuf(&bus->l, bus->base, conv->idx, dir),
+			&bus->l, cell, ++conv->next_id, 0, (uint32_t)len);
 	ck_pr_store_64(&c->sent, c->sent + 1);
 	if (dir) {
 		if (lmn__word_signal(&ch->data_word))
@@ -236,7 +231,7 @@ static int data_or_end(void *p)
 {
 	struct data_ctx *x = p;
 	struct lmn_bus *bus = x->conv->bus;
-	struct ck_ring_buffer *db = lmn__ringbuf(&bus->l, bus->base, x->conv->idx, 2);
+	struct lmn__entry *db = lmn__databuf(&bus->l, bus->base, x->conv->idx, 1);
 
 	if (x->careful ? lmn__rx_any(&x->conv->rx, &x->c->inbox, db, &bus->l) != 0
 		       : lmn__rx_ready_pull(&x->conv->rx, db, &bus->l, bus->base, x->conv->idx, 1))
@@ -255,7 +250,7 @@ static void drop_one(struct lmn_conv *conv, struct lmn__conv *c, uint32_t cell)
 	struct lmn_bus *bus = conv->bus;
 
 	lmn__rx_advance(&conv->rx, &c->inbox);
-	lmn__rx_return(&conv->rx, lmn__ringbuf(&bus->l, bus->base, conv->idx, 3), bus->l.ring_size,
+	lmn__rx_return(&conv->rx, lmn__freebuf(&bus->l, bus->base, conv->idx, 1), bus->l.ring_size,
 		       cell);
 	(void)lmn__rx_flush(&conv->rx, &c->inbox);
 	if (conv->buffering && lmn__word_signal(&c->inbox.free_word))
@@ -272,24 +267,26 @@ static ssize_t take_one(struct lmn_conv *conv, struct lmn__conv *c, void *buf, s
 			uint64_t min_correlation, bool careful)
 {
 	struct lmn_bus *bus = conv->bus;
-	struct lmn__envelope *env;
+	const struct lmn__entry *e;
+	const char *payload;
 	uint32_t cell, len;
 	int r;
 
 	for (;;) {
-		r = lmn__rx_peek(&conv->rx, &c->inbox, lmn__ringbuf(&bus->l, bus->base, conv->idx, 2),
-				 &bus->l, careful, &cell);
+		r = lmn__rx_peek(&conv->rx, &c->inbox, lmn__databuf(&bus->l, bus->base, conv->idx, 1),
+				 &bus->l, careful, &cell, &e);
 		if (r < 0)
 			return r;
-		env = (struct lmn__envelope *)lmn__cell(&bus->l, bus->base, conv->idx, 1, cell);
-		/* The payload's line beside the header's, not after it. */
-		__builtin_prefetch(env + 1);
-		len = ck_pr_load_32(&env->length);
+		payload = lmn__cell(&bus->l, bus->base, conv->idx, 1, cell) +
+			  sizeof(struct lmn__envelope);
+		/* The payload's line while the header is read, not after. */
+		__builtin_prefetch(payload);
+		len = ck_pr_load_32(&e->length);
 		if (len > bus->l.max_message) {
 			drop_one(conv, c, cell);
 			return -EBADMSG;
 		}
-		if (min_correlation && ck_pr_load_64(&env->correlation) < min_correlation) {
+		if (min_correlation && ck_pr_load_64(&e->correlation) < min_correlation) {
 			drop_one(conv, c, cell);
 			continue;
 		}
@@ -298,7 +295,7 @@ static ssize_t take_one(struct lmn_conv *conv, struct lmn__conv *c, void *buf, s
 	if (len > cap)
 		return -EMSGSIZE;
 	if (len)
-		lmn__payload_copy(buf, env + 1, len);
+		lmn__payload_copy(buf, payload, len);
 	drop_one(conv, c, cell);
 	ck_pr_store_64(&c->received, c->received + 1);
 	return len;
@@ -335,7 +332,7 @@ static ssize_t recv_impl(lmn_conv *conv, void *buf, size_t cap, int timeout_ms,
 		    (!conv->buffering && server_gone(c))) {
 			/* A reply may have landed just before the failure. */
 			if (lmn__rx_any(&conv->rx, &c->inbox,
-					lmn__ringbuf(&conv->bus->l, conv->bus->base, conv->idx, 2),
+					lmn__databuf(&conv->bus->l, conv->bus->base, conv->idx, 1),
 					&conv->bus->l) != 0)
 				continue;
 			return gone_error(c);

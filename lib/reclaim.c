@@ -80,7 +80,7 @@ static void reroute(const struct lmn__layout *l, void *base, struct lmn__conv *c
 	 * what the slots say from the head on, not the tail: a server sees
 	 * an entry as soon as it is stored, before the tail counts it. */
 	{
-		struct ck_ring_buffer *rb = lmn__ringbuf(l, base, idx, 0);
+		struct lmn__entry *rb = lmn__databuf(l, base, idx, 0);
 		unsigned int head = ck_pr_load_uint(&c->cmd.data.c_head);
 
 		for (unsigned int k = head; k - head < l->ring_size; k++) {
@@ -100,7 +100,7 @@ static void reroute(const struct lmn__layout *l, void *base, struct lmn__conv *c
 			redeliver++;
 		} else if (st == LMN__CELL_ANSWERED || st == LMN__CELL_RETURNING) {
 			ck_pr_store_8(&states[i], LMN__CELL_IDLE);
-			(void)lmn__chan_give_back(&c->cmd, lmn__ringbuf(l, base, idx, 1), l, i);
+			(void)lmn__chan_give_back(&c->cmd, lmn__freebuf(l, base, idx, 0), l, i);
 		}
 	}
 	np = lmn__part(l, base, ns);

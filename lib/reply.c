@@ -38,7 +38,7 @@ struct lmn__serve_end *lmn__serve_attach(struct lmn_bus *bus, struct lmn__conv *
 
 	e->attached = 0;
 	if (lmn__rx_attach(&e->cmd, &c->cmd, bus->l.ring_size) < 0 ||
-	    lmn__tx_attach(&e->inbox, &c->inbox, lmn__ringbuf(&bus->l, bus->base, idx, 2),
+	    lmn__tx_attach(&e->inbox, &c->inbox, lmn__databuf(&bus->l, bus->base, idx, 1),
 			   bus->l.ring_size) < 0)
 		return NULL;
 	e->gen = gen;
@@ -59,7 +59,7 @@ void lmn__serve_flush_returns(struct lmn_bus *bus, struct lmn__conv *c, uint32_t
 			  struct lmn__serve_end *e)
 {
 	uint8_t *states = lmn__cell_states(&bus->l, bus->base, idx);
-	struct ck_ring_buffer *fb = lmn__ringbuf(&bus->l, bus->base, idx, 1);
+	struct ck_ring_buffer *fb = lmn__freebuf(&bus->l, bus->base, idx, 0);
 	uint32_t n = lmn__rx_unflushed(&e->cmd);
 
 	if (!n)
@@ -83,7 +83,7 @@ void lmn__serve_flush_if_drained(struct lmn_bus *bus, struct lmn__conv *c, uint3
 			     struct lmn__serve_end *e)
 {
 	if (lmn__rx_unflushed(&e->cmd) &&
-	    !lmn__rx_ready(&e->cmd, lmn__ringbuf(&bus->l, bus->base, idx, 0), bus->l.ring_size))
+	    !lmn__rx_ready(&e->cmd, lmn__databuf(&bus->l, bus->base, idx, 0), bus->l.ring_size))
 		lmn__serve_flush_returns(bus, c, idx, e);
 }
 
@@ -97,7 +97,7 @@ void lmn__serve_give_back(struct lmn_bus *bus, struct lmn__conv *c, uint32_t idx
 		      struct lmn__serve_end *e, uint32_t cell)
 {
 	ck_pr_store_8(&lmn__cell_states(&bus->l, bus->base, idx)[cell], LMN__CELL_RETURNING);
-	lmn__rx_return(&e->cmd, lmn__ringbuf(&bus->l, bus->base, idx, 1), bus->l.ring_size, cell);
+	lmn__rx_return(&e->cmd, lmn__freebuf(&bus->l, bus->base, idx, 0), bus->l.ring_size, cell);
 	if (lmn__rx_unflushed(&e->cmd) >= bus->return_batch)
 		lmn__serve_flush_returns(bus, c, idx, e);
 	else
@@ -117,7 +117,6 @@ static bool still_ours(const struct lmn_bus *bus, struct lmn__conv *c, const str
 LMN_EXPORT int lmn_reply(lmn_msg *msg, const void *data, size_t len)
 {
 	struct lmn_bus *bus;
-	struct lmn__envelope *env;
 	struct lmn__serve_end *e;
 	struct lmn__conv *c;
 	uint32_t cell;
@@ -148,20 +147,16 @@ LMN_EXPORT int lmn_reply(lmn_msg *msg, const void *data, size_t len)
 	}
 	/* A server never waits for a client: a full inbox is the client's
 	 * problem, reported to the server as -EAGAIN. */
-	r = lmn__tx_reserve(&e->inbox, &c->inbox, lmn__ringbuf(&bus->l, bus->base, msg->conv, 3),
+	r = lmn__tx_reserve(&e->inbox, &c->inbox, lmn__freebuf(&bus->l, bus->base, msg->conv, 1),
 			    &bus->l, &cell);
 	if (r < 0)
 		goto out;
-	env = (struct lmn__envelope *)lmn__cell(&bus->l, bus->base, msg->conv, 1, cell);
-	env->id = c->replied + 1;
-	env->correlation = msg->id;
-	env->sender = bus->self_idx;
-	env->flags = 0;
-	env->length = (uint32_t)len;
 	if (len)
-		lmn__payload_copy(env + 1, data, len);
-	lmn__tx_publish(&e->inbox, &c->inbox, lmn__ringbuf(&bus->l, bus->base, msg->conv, 2),
-			&bus->l, cell);
+		lmn__payload_copy(lmn__cell(&bus->l, bus->base, msg->conv, 1, cell) +
+					  sizeof(struct lmn__envelope),
+				  data, len);
+	lmn__tx_publish(&e->inbox, &c->inbox, lmn__databuf(&bus->l, bus->base, msg->conv, 1),
+			&bus->l, cell, c->replied + 1, msg->id, (uint32_t)len);
 	ck_pr_store_64(&c->replied, c->replied + 1);
 	ck_pr_store_8(&lmn__cell_states(&bus->l, bus->base, msg->conv)[msg->cell],
 		      LMN__CELL_ANSWERED);

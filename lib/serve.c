@@ -88,31 +88,34 @@ static bool is_hot(const struct lmn_bus *bus, uint32_t idx, uint32_t gen)
 }
 
 /* Claim the command cell of the oldest entry of conversation idx, which
- * lmn__rx_peek() found: mark it held, then move the ring past it.  In that
- * order: a server killed in between leaves the cell both marked and queued
- * (reroute sees that and lets the ring deliver it), never neither. */
+ * lmn__rx_peek() found (ent): copy the request's header into the cell,
+ * mark the cell held, then move the ring past the entry.  The header first:
+ * once we are past, the entry's slot may be reused, and a redelivery reads
+ * the header from the cell.  The mark before the move: a server killed in
+ * between leaves the cell both marked and queued (reroute sees that and
+ * lets the ring deliver it), never neither. */
 static void claim(struct lmn_bus *bus, struct lmn__conv *c, uint32_t idx,
-		  struct lmn__serve_end *e, uint32_t cell)
+		  struct lmn__serve_end *e, uint32_t cell, const struct lmn__entry *ent)
 {
-	struct ck_ring_buffer *db = lmn__ringbuf(&bus->l, bus->base, idx, 0);
-	const char *here = lmn__cell(&bus->l, bus->base, idx, 0, cell);
+	struct lmn__entry *db = lmn__databuf(&bus->l, bus->base, idx, 0);
+	struct lmn__envelope *env = (struct lmn__envelope *)lmn__cell(&bus->l, bus->base, idx, 0,
+								      cell);
 	uint32_t next;
 
 	/* The payload is read only after we return: start pulling it over
-	 * from the sender's core now, beside the header, rather than one miss
-	 * after the other. */
-	__builtin_prefetch(here);
-	__builtin_prefetch(here + sizeof(struct lmn__envelope));
+	 * from the sender's core now, rather than one miss after the other.
+	 * The header line is ours (only servers write it). */
+	__builtin_prefetch(env + 1);
 	/* The next request is already known to be there: start pulling its
-	 * cell over from the sender's core while this one is handled. */
-	if (lmn__rx_peek_next(&e->cmd, db, &bus->l, &next) == 0) {
-		const char *n = lmn__cell(&bus->l, bus->base, idx, 0, next);
-
-		__builtin_prefetch(n);
-		__builtin_prefetch(n + sizeof(struct lmn__envelope));
-	}
+	 * payload over from the sender's core while this one is handled. */
+	if (lmn__rx_peek_next(&e->cmd, db, &bus->l, &next) == 0)
+		__builtin_prefetch(lmn__cell(&bus->l, bus->base, idx, 0, next) +
+				   sizeof(struct lmn__envelope));
+	ck_pr_store_64(&env->id, ck_pr_load_64(&ent->id));
+	ck_pr_store_32(&env->length, ck_pr_load_32(&ent->length));
 	ck_pr_store_8(&lmn__cell_states(&bus->l, bus->base, idx)[cell], LMN__CELL_HELD);
-	/* Orders the held mark before the head store that moves past it. */
+	/* Orders the header and the held mark before the head store that
+	 * moves past the entry. */
 	ck_pr_fence_store();
 	lmn__rx_advance(&e->cmd, &c->cmd);
 	lmn__serve_flush_if_drained(bus, c, idx, e);
@@ -175,7 +178,8 @@ static int take_from(struct lmn_bus *bus, uint32_t idx, struct lmn_msg **ret)
 {
 	struct lmn__conv *c = lmn__conv_at(&bus->l, bus->base, idx);
 	uint64_t w = ck_pr_load_64(&c->slot);
-	struct ck_ring_buffer *db = lmn__ringbuf(&bus->l, bus->base, idx, 0);
+	struct lmn__entry *db = lmn__databuf(&bus->l, bus->base, idx, 0);
+	const struct lmn__entry *ent;
 	struct lmn__serve_end *e;
 	struct lmn_msg *m;
 	uint32_t phase, cell, gen = lmn__slot_gen(w);
@@ -211,7 +215,7 @@ static int take_from(struct lmn_bus *bus, uint32_t idx, struct lmn_msg **ret)
 	if (initiator_gone) {
 		/* Nobody will read the answers: drop what is queued, then
 		 * tell the server the conversation is gone. */
-		while (lmn__rx_peek(&e->cmd, &c->cmd, db, &bus->l, true, &cell) == 0) {
+		while (lmn__rx_peek(&e->cmd, &c->cmd, db, &bus->l, true, &cell, &ent) == 0) {
 			lmn__rx_advance(&e->cmd, &c->cmd);
 			lmn__serve_give_back(bus, c, idx, e, cell);
 		}
@@ -231,11 +235,11 @@ static int take_from(struct lmn_bus *bus, uint32_t idx, struct lmn_msg **ret)
 		 * behind a damaged entry (see lmn__rx_look). */
 		bool careful = !is_hot(bus, idx, gen);
 
-		r = lmn__rx_peek(&e->cmd, &c->cmd, db, &bus->l, careful, &cell);
+		r = lmn__rx_peek(&e->cmd, &c->cmd, db, &bus->l, careful, &cell, &ent);
 		if (r == -EAGAIN && !careful && phase >= LMN__PHASE_COMPLETING)
-			r = lmn__rx_peek(&e->cmd, &c->cmd, db, &bus->l, true, &cell);
+			r = lmn__rx_peek(&e->cmd, &c->cmd, db, &bus->l, true, &cell, &ent);
 		if (r == 0)
-			claim(bus, c, idx, e, cell);
+			claim(bus, c, idx, e, cell, ent);
 	}
 	if (r == -EAGAIN) {
 		if (phase < LMN__PHASE_COMPLETING || c->close_delivered)
@@ -309,7 +313,7 @@ static int hot_has_data(struct lmn_bus *bus)
 	if (!ck_pr_load_int(&bus->hot))
 		return 0;
 	idx = ck_pr_load_32(&bus->hot_idx);
-	return lmn__rx_ready_pull(&bus->ends[idx].cmd, lmn__ringbuf(&bus->l, bus->base, idx, 0),
+	return lmn__rx_ready_pull(&bus->ends[idx].cmd, lmn__databuf(&bus->l, bus->base, idx, 0),
 				  &bus->l, bus->base, idx, 0);
 }
 
@@ -358,6 +362,7 @@ static bool hot_needs_care(const struct lmn_bus *bus, struct lmn__conv *c)
 static int take_hot(struct lmn_bus *bus, struct lmn_msg **ret)
 {
 	uint32_t idx = bus->hot_idx, gen = bus->hot_gen, cell;
+	const struct lmn__entry *ent;
 	struct lmn__serve_end *e;
 	struct lmn__conv *c;
 	int r;
@@ -373,8 +378,8 @@ static int take_hot(struct lmn_bus *bus, struct lmn_msg **ret)
 	/* Orders the phase load before the look at the ring, as take_from
 	 * does: a close is published after the initiator's last request. */
 	ck_pr_fence_load();
-	r = lmn__rx_peek(&e->cmd, &c->cmd, lmn__ringbuf(&bus->l, bus->base, idx, 0), &bus->l,
-			 false, &cell);
+	r = lmn__rx_peek(&e->cmd, &c->cmd, lmn__databuf(&bus->l, bus->base, idx, 0), &bus->l,
+			 false, &cell, &ent);
 	if (r == -EAGAIN)
 		return -EAGAIN;
 	if (r < 0) {
@@ -383,7 +388,7 @@ static int take_hot(struct lmn_bus *bus, struct lmn_msg **ret)
 		pend_push(bus, idx);
 		return -EBADMSG;
 	}
-	claim(bus, c, idx, e, cell);
+	claim(bus, c, idx, e, cell, ent);
 	r = hand_out(bus, c, idx, gen, e, cell, 0, ret);
 	if (r == 0)
 		bus->takes_unmarked++;

@@ -3,8 +3,9 @@
  * One direction of a conversation: cells travel from the producer to the
  * consumer through the data ring and come back through the free ring.  Both
  * are Concurrency Kit SPSC rings whose buffers live beside them in the
- * segment and carry cell indices (the data ring's tagged with their
- * position, below).
+ * segment.  The free ring's carry cell indices; the data ring's carry
+ * entries, each a message's header and its cell's index, tagged with the
+ * entry's position (below).
  *
  * Who may call: the lmn__tx_* functions only from the channel's one
  * producer, the lmn__rx_* ones only from its one consumer (below).
@@ -56,22 +57,32 @@ static inline int lmn__ring_put(struct ck_ring *r, struct ck_ring_buffer *buf, u
 }
 
 /*
- * A data ring entry names its cell and the position it was published at,
- * plus one, so that a zeroed slot never passes for position 0.  The
- * consumer polls the slot at its own position and takes the entry once it
- * names that position: the slot line is then the only one a message's
- * arrival needs besides its cell, where reading the tail first would put
- * one more cache miss in line before it (perf/README.md).  The tail is
- * still published after the slot, for everyone else: a sleeper's re-check,
- * a reaper, a monitor, and the consumer's own check, when its slot shows
- * nothing, that the tail does not contradict it.  The free ring's entries
- * are plain cell numbers: its tail publishes a batch of them at once.
+ * A data ring entry's tag names its cell and the position it was published
+ * at, plus one, so that a zeroed slot never passes for position 0.  The
+ * consumer polls the tag at its own position and takes the entry once it
+ * names that position: the entry's line, which also brings the message's
+ * header, is then the only one a message's arrival needs besides its
+ * payload, where reading the tail first would put one more cache miss in
+ * line before it (perf/README.md).  The tail is still published after the
+ * entry, for everyone else: a sleeper's re-check, a reaper, a monitor, and
+ * the consumer's own check, when its slot shows nothing, that the tail
+ * does not contradict it.  The free ring's entries are plain cell numbers:
+ * its tail publishes a batch of them at once.
+ *
+ * A slot is not reused while its consumer may still read it: the position
+ * ring_size on needs ring_size more cells published, and the ring has half
+ * as many cells, none of which come back before the consumer moves past.
  */
 _Static_assert(sizeof(struct ck_ring_buffer) == sizeof(uint64_t), "ring slots hold 64 bits");
 
-static inline uint64_t *lmn__slot(struct ck_ring_buffer *buf, uint32_t size, uint32_t pos)
+static inline struct lmn__entry *lmn__entry_of(struct lmn__entry *buf, uint32_t size,
+					       uint32_t pos)
 {
-	return (uint64_t *)&buf[pos & (size - 1)].value;
+	return &buf[pos & (size - 1)];
+}
+static inline uint64_t *lmn__slot(struct lmn__entry *buf, uint32_t size, uint32_t pos)
+{
+	return &lmn__entry_of(buf, size, pos)->tag;
 }
 static inline uint64_t lmn__entry(uint32_t pos, uint32_t cell)
 {
@@ -85,8 +96,8 @@ static inline uint32_t lmn__entry_cell(uint64_t v)
 {
 	return (uint32_t)v;
 }
-/* Does the slot of position pos hold pos's entry?  *v gets the slot. */
-static inline int lmn__published(struct ck_ring_buffer *buf, uint32_t size, uint32_t pos,
+/* Does the slot of position pos hold pos's entry?  *v gets its tag. */
+static inline int lmn__published(struct lmn__entry *buf, uint32_t size, uint32_t pos,
 				 uint64_t *v)
 {
 	*v = ck_pr_load_64(lmn__slot(buf, size, pos));
@@ -106,7 +117,7 @@ static inline int lmn__tail_says(uint32_t p, uint32_t c, uint32_t size)
 /* Set up an empty channel whose free ring holds every cell.  The data
  * ring's slots are cleared: the counters start again at 0, and an entry a
  * previous tenant left at the same position would pass for a new one. */
-static inline void lmn__chan_init(struct lmn__channel *ch, struct ck_ring_buffer *databuf,
+static inline void lmn__chan_init(struct lmn__channel *ch, struct lmn__entry *databuf,
 				  struct ck_ring_buffer *freebuf, uint32_t depth, uint32_t size)
 {
 	ck_ring_init(&ch->data, size);
@@ -188,13 +199,13 @@ static inline uint32_t lmn__free_slot(struct ck_ring_buffer *freebuf, uint32_t s
 }
 
 /* The free ring's buffer of the channel whose data ring buffer is databuf:
- * it follows it (lmn__ringbuf). */
-static inline struct ck_ring_buffer *lmn__freebuf_of(struct ck_ring_buffer *databuf, uint32_t size)
+ * it follows it (lmn__freebuf). */
+static inline struct ck_ring_buffer *lmn__freebuf_of(struct lmn__entry *databuf, uint32_t size)
 {
-	return databuf + size;
+	return (struct ck_ring_buffer *)(databuf + size);
 }
 
-static inline uint32_t lmn__rx_guess(const struct lmn__rx *rx, struct ck_ring_buffer *databuf,
+static inline uint32_t lmn__rx_guess(const struct lmn__rx *rx, struct lmn__entry *databuf,
 				     uint32_t size)
 {
 	return lmn__free_slot(lmn__freebuf_of(databuf, size), size, rx->data_c + rx->skew);
@@ -215,7 +226,7 @@ static inline uint32_t lmn__rx_as_guessed(uint32_t got, uint32_t guess)
 /* A wrong guess: find the free position that held got near the one we
  * guessed, and guess from there on.  Within fewer positions than there
  * are cells, each cell appears once in the free ring. */
-static inline void lmn__rx_reguess(struct lmn__rx *rx, struct ck_ring_buffer *databuf,
+static inline void lmn__rx_reguess(struct lmn__rx *rx, struct lmn__entry *databuf,
 				   const struct lmn__layout *l, uint32_t got)
 {
 	struct ck_ring_buffer *freebuf = lmn__freebuf_of(databuf, l->ring_size);
@@ -237,7 +248,7 @@ static inline void lmn__rx_reguess(struct lmn__rx *rx, struct ck_ring_buffer *da
 /* Take up the producer's end from the segment (a new channel, or one whose
  * producer was replaced).  -EUCLEAN if the counters are damaged. */
 static inline int lmn__tx_attach(struct lmn__tx *tx, struct lmn__channel *ch,
-				 struct ck_ring_buffer *databuf, uint32_t size)
+				 struct lmn__entry *databuf, uint32_t size)
 {
 	tx->data_p = ck_pr_load_uint(&ch->data.p_tail);
 	tx->free_c = ck_pr_load_uint(&ch->free.c_head);
@@ -330,17 +341,23 @@ static inline int lmn__tx_room(const struct lmn__tx *tx, const struct lmn__chann
 	return ck_pr_load_uint(&ch->free.p_tail) != tx->free_c;
 }
 
-/* Producer: hand a filled cell to the consumer.  The data ring holds more
- * than there are cells, so it cannot be full, and the consumer's head is
- * never read. */
+/* Producer: hand a filled cell to the consumer, with its header: id,
+ * correlation and payload length.  The data ring holds more than there are
+ * cells, so it cannot be full, and the consumer's head is never read. */
 static inline void lmn__tx_publish(struct lmn__tx *tx, struct lmn__channel *ch,
-				  struct ck_ring_buffer *databuf, const struct lmn__layout *l,
-				  uint32_t cell)
+				  struct lmn__entry *databuf, const struct lmn__layout *l,
+				  uint32_t cell, uint64_t id, uint64_t correlation, uint32_t length)
 {
-	/* Release: orders the cell, filled before, before the entry that
-	 * hands it to the consumer polling the slot. */
+	struct lmn__entry *e = lmn__entry_of(databuf, l->ring_size, tx->data_p);
+
+	ck_pr_store_64(&e->id, id);
+	ck_pr_store_64(&e->correlation, correlation);
+	ck_pr_store_32(&e->length, length);
+	ck_pr_store_32(&e->flags, 0);
+	/* Release: orders the cell, filled before, and the header above
+	 * before the tag that hands them to the consumer polling it. */
 	ck_pr_fence_store();
-	ck_pr_store_64(lmn__slot(databuf, l->ring_size, tx->data_p), lmn__entry(tx->data_p, cell));
+	ck_pr_store_64(&e->tag, lmn__entry(tx->data_p, cell));
 	/* Orders the entry before the tail, which others read as the
 	 * publication (lmn__chan_has_data, lmn__rx_any's check). */
 	ck_pr_fence_store();
@@ -366,7 +383,7 @@ static inline void lmn__rx_advance(struct lmn__rx *rx, struct lmn__channel *ch)
  * (lmn__rx_any, lmn__rx_peek) that the caller makes before it sleeps or
  * gives up reports it.  Callable from another thread of the consumer's
  * process, as a hint. */
-static inline int lmn__rx_ready(const struct lmn__rx *rx, struct ck_ring_buffer *databuf,
+static inline int lmn__rx_ready(const struct lmn__rx *rx, struct lmn__entry *databuf,
 				uint32_t size)
 {
 	uint64_t v;
@@ -375,11 +392,11 @@ static inline int lmn__rx_ready(const struct lmn__rx *rx, struct ck_ring_buffer 
 }
 
 /* Consumer: lmn__rx_ready(), and when the entry is there, start pulling
- * its cell's first two lines (the envelope and the payload's start) over
- * from the producer's core.  For a polling loop: the cell's miss then
- * overlaps the way from the poll to the take, instead of following it.
- * The cell number is only bounds-checked, as a prefetch needs. */
-static inline int lmn__rx_ready_pull(const struct lmn__rx *rx, struct ck_ring_buffer *databuf,
+ * the first line of its cell's payload over from the producer's core.  For
+ * a polling loop: the cell's miss then overlaps the way from the poll to
+ * the take, instead of following it.  The cell number is only
+ * bounds-checked, as a prefetch needs. */
+static inline int lmn__rx_ready_pull(const struct lmn__rx *rx, struct lmn__entry *databuf,
 				     const struct lmn__layout *l, void *base, uint32_t conv,
 				     unsigned dir)
 {
@@ -393,8 +410,7 @@ static inline int lmn__rx_ready_pull(const struct lmn__rx *rx, struct ck_ring_bu
 	if (got < l->ring_depth) {
 		cell = lmn__cell(l, base, conv, dir,
 				 lmn__rx_as_guessed(got, lmn__rx_guess(rx, databuf, l->ring_size)));
-		__builtin_prefetch(cell);
-		__builtin_prefetch(cell + LMN__CACHELINE);
+		__builtin_prefetch(cell + sizeof(struct lmn__envelope));
 	}
 	return 1;
 }
@@ -411,7 +427,7 @@ static inline int lmn__rx_ready_pull(const struct lmn__rx *rx, struct ck_ring_bu
  * the first look of a call is quick, and whatever looks again before
  * sleeping or giving up looks carefully. */
 static inline int lmn__rx_look(const struct lmn__rx *rx, struct lmn__channel *ch,
-			       struct ck_ring_buffer *databuf, const struct lmn__layout *l,
+			       struct lmn__entry *databuf, const struct lmn__layout *l,
 			       bool careful, uint64_t *entry)
 {
 	uint64_t v;
@@ -431,8 +447,9 @@ static inline int lmn__rx_look(const struct lmn__rx *rx, struct lmn__channel *ch
 		if (!lmn__published(databuf, l->ring_size, rx->data_c, &v))
 			return -EBADMSG;
 	}
-	/* Orders the slot load before the loads of the cell it names,
-	 * pairing with the store fence before the entry in lmn__tx_publish. */
+	/* Orders the tag load before the loads of the header beside it and
+	 * of the cell it names, pairing with the store fence before the tag
+	 * in lmn__tx_publish. */
 	ck_pr_fence_load();
 	if (lmn__entry_cell(v) >= l->ring_depth)
 		return -EBADMSG;
@@ -443,7 +460,7 @@ static inline int lmn__rx_look(const struct lmn__rx *rx, struct lmn__channel *ch
 /* Consumer: is anything published and not taken, or is the channel
  * damaged?  1 yes, 0 no, negative for damage. */
 static inline int lmn__rx_any(const struct lmn__rx *rx, struct lmn__channel *ch,
-			      struct ck_ring_buffer *databuf, const struct lmn__layout *l)
+			      struct lmn__entry *databuf, const struct lmn__layout *l)
 {
 	uint64_t v;
 	int r = lmn__rx_look(rx, ch, databuf, l, true, &v);
@@ -453,12 +470,14 @@ static inline int lmn__rx_any(const struct lmn__rx *rx, struct lmn__channel *ch,
 
 /* Consumer: look at the oldest published cell without taking it, so that a
  * receive whose buffer is too small can leave the message where it is.
- * 0 and *cell, -EAGAIN when empty, -EUCLEAN when damaged: a damaged tail is
- * left as it is (see lmn__rx_look, and careful there), a damaged entry is
- * dropped so that it cannot block the channel for good. */
+ * 0, *cell and *entry (its header, to be read before lmn__rx_advance()
+ * lets the slot go; nothing in it is checked), -EAGAIN when empty,
+ * -EUCLEAN when damaged: a damaged tail is left as it is (see lmn__rx_look,
+ * and careful there), a damaged entry is dropped so that it cannot block
+ * the channel for good. */
 static inline int lmn__rx_peek(struct lmn__rx *rx, struct lmn__channel *ch,
-			       struct ck_ring_buffer *databuf, const struct lmn__layout *l,
-			       bool careful, uint32_t *cell)
+			       struct lmn__entry *databuf, const struct lmn__layout *l,
+			       bool careful, uint32_t *cell, const struct lmn__entry **entry)
 {
 	uint32_t got, guess;
 	uint64_t v;
@@ -477,12 +496,13 @@ static inline int lmn__rx_peek(struct lmn__rx *rx, struct lmn__channel *ch,
 	if (got != guess)
 		lmn__rx_reguess(rx, databuf, l, got);
 	*cell = lmn__rx_as_guessed(got, guess);
+	*entry = lmn__entry_of(databuf, l->ring_size, rx->data_c);
 	return 0;
 }
 
 /* Consumer: the cell after the oldest, if its entry is there already.  A
  * hint for prefetching, so only bounds-checked.  -EAGAIN when not. */
-static inline int lmn__rx_peek_next(const struct lmn__rx *rx, struct ck_ring_buffer *databuf,
+static inline int lmn__rx_peek_next(const struct lmn__rx *rx, struct lmn__entry *databuf,
 				    const struct lmn__layout *l, uint32_t *cell)
 {
 	uint64_t v;

@@ -65,8 +65,7 @@ int lmn__layout_compute(struct lmn__layout *l, uint32_t participants, uint32_t c
 	off += (uint64_t)conversations * sizeof(struct lmn__conv);
 	off = align_up(off, LMN__CACHELINE);
 	l->off_ring_buffers = off;
-	l->ring_buffers_stride = align_up(4ull * l->ring_size * sizeof(struct ck_ring_buffer),
-					  LMN__CACHELINE);
+	l->ring_buffers_stride = align_up(2 * lmn__ringbufs_size(l->ring_size), LMN__CACHELINE);
 	off += (uint64_t)conversations * l->ring_buffers_stride;
 	off = align_up(off, LMN__CACHELINE);
 	l->off_cell_states = off;

@@ -15,7 +15,7 @@
 #include <ck_ring.h>
 
 #define LMN__MAGIC 0x6c696d696e616c31ull /* "liminal1" */
-#define LMN__LAYOUT_VERSION 6u /* 6: data ring entries carry their position */
+#define LMN__LAYOUT_VERSION 7u /* 7: data ring entries carry the message header */
 #define LMN__CACHELINE 64u
 #define LMN__NAME_SIZE 64u
 #define LMN__SERVICES 8u
@@ -171,20 +171,35 @@ struct lmn__channel {
 	int32_t producer_cpu;
 } __attribute__((aligned(LMN__CACHELINE)));
 
-/* Message header at the start of every cell. */
-struct lmn__envelope {
+/*
+ * One data ring slot: a message's header, travelling in the ring rather
+ * than in its cell.  The consumer polls the slot for the message anyway,
+ * so the header comes with that line; a cell then holds only payload the
+ * producer writes, and a 64-byte message moves two lines from core to core
+ * instead of three (perf/README.md).  The producer stores the other fields,
+ * then tag last: (position + 1) << 32 | cell, so that a zeroed slot never
+ * passes for position 0 (shm/channel.h).
+ */
+struct lmn__entry {
+	uint64_t tag;
 	uint64_t id;          /* per channel sequence number, from 1 */
 	uint64_t correlation; /* for a reply: the id of the request */
-	uint64_t reserved;    /* zero; no send time: nothing read it, and the
-			       * clock read cost a fifth of a stream's time */
-	uint32_t sender;      /* participant index, or UINT32_MAX */
-	uint32_t flags;       /* LMN__ENV_* */
+	uint32_t length;      /* payload bytes in the cell */
+	uint32_t flags;       /* zero */
+};
+_Static_assert(sizeof(struct lmn__entry) == 32, "two entries per cache line");
+
+/* The header line at the start of every cell.  A command cell's is written
+ * by the server that takes it, from the entry, before it moves past the
+ * entry: the request's id and length then stay with the cell while it is
+ * held, for a redelivery, after the entry's slot is reused.  An inbox
+ * cell's is not used. */
+struct lmn__envelope {
+	uint64_t id;          /* per channel sequence number, from 1 */
 	uint32_t length;      /* payload bytes that follow the header */
-	uint32_t pad[7];
+	uint32_t pad[13];
 };
 _Static_assert(sizeof(struct lmn__envelope) == 64, "envelope is one cache line");
-
-#define LMN__ENV_REDELIVERED 0x1u
 
 /* Health values mirror enum lmn_health. */
 enum {
@@ -283,7 +298,7 @@ struct lmn__layout {
 	uint64_t off_ready;
 	uint64_t ready_stride;
 	uint64_t off_convs;
-	uint64_t off_ring_buffers; /* per conversation: 4 ring buffers */
+	uint64_t off_ring_buffers; /* per conversation: 2 data, 2 free rings */
 	uint64_t ring_buffers_stride;
 	uint64_t off_cell_states; /* per conversation: ring_depth bytes */
 	uint64_t cell_states_stride;
@@ -312,14 +327,26 @@ static inline uint64_t *lmn__ready(const struct lmn__layout *l, void *base, uint
 {
 	return (uint64_t *)((char *)base + l->off_ready + (uint64_t)part * l->ready_stride);
 }
-/* Ring buffers of one conversation: 0 cmd.data, 1 cmd.free, 2 inbox.data,
- * 3 inbox.free; each ring_size entries. */
-static inline struct ck_ring_buffer *lmn__ringbuf(const struct lmn__layout *l, void *base,
-						  uint32_t conv, unsigned which)
+/* Ring buffers of one direction (0 cmd, 1 inbox) of a conversation: the
+ * data ring's ring_size entries, then the free ring's ring_size slots
+ * (lmn__freebuf_of). */
+static inline uint64_t lmn__ringbufs_size(uint32_t ring_size)
 {
-	return (struct ck_ring_buffer *)((char *)base + l->off_ring_buffers +
-					 (uint64_t)conv * l->ring_buffers_stride) +
-	       (uint64_t)which * l->ring_size;
+	uint64_t n = (uint64_t)ring_size * (sizeof(struct lmn__entry) + sizeof(struct ck_ring_buffer));
+
+	return (n + LMN__CACHELINE - 1) & ~(uint64_t)(LMN__CACHELINE - 1);
+}
+static inline struct lmn__entry *lmn__databuf(const struct lmn__layout *l, void *base,
+					      uint32_t conv, unsigned dir)
+{
+	return (struct lmn__entry *)((char *)base + l->off_ring_buffers +
+				     (uint64_t)conv * l->ring_buffers_stride +
+				     dir * lmn__ringbufs_size(l->ring_size));
+}
+static inline struct ck_ring_buffer *lmn__freebuf(const struct lmn__layout *l, void *base,
+						  uint32_t conv, unsigned dir)
+{
+	return (struct ck_ring_buffer *)(lmn__databuf(l, base, conv, dir) + l->ring_size);
 }
 /* States of the command cells of a conversation. */
 static inline uint8_t *lmn__cell_states(const struct lmn__layout *l, void *base, uint32_t conv)

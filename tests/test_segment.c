@@ -176,14 +176,14 @@ END_TEST
 START_TEST(damaged_cell_index)
 {
 	struct fixture f;
-	struct ck_ring_buffer *rb;
+	struct lmn__entry *rb;
 	char buf[64];
 
 	open_buffering(&f);
 	ck_assert_int_eq(lmn_send(f.conv, "x", 1, 0), 0);
-	rb = lmn__ringbuf(&f.bus->l, f.bus->base, f.conv->idx, 2);
+	rb = lmn__databuf(&f.bus->l, f.bus->base, f.conv->idx, 1);
 	/* The right position, a cell that does not exist. */
-	rb[0].value = (void *)(uintptr_t)(1ull << 32 | 999999);
+	rb[0].tag = 1ull << 32 | 999999;
 	ck_assert_int_eq(lmn_recv(f.conv, buf, sizeof(buf), 0), -EUCLEAN);
 	/* The damaged entry was dropped; the channel goes on. */
 	ck_assert_int_eq(lmn_recv(f.conv, buf, sizeof(buf), 0), -ETIMEDOUT);
@@ -192,7 +192,7 @@ START_TEST(damaged_cell_index)
 	ck_assert_int_eq(buf[0], 'y');
 	/* An entry whose position is not the one it sits at: dropped. */
 	ck_assert_int_eq(lmn_send(f.conv, "z", 1, 0), 0);
-	rb[2].value = (void *)((uintptr_t)rb[2].value + (1ull << 32));
+	rb[2].tag += 1ull << 32;
 	ck_assert_int_eq(lmn_recv(f.conv, buf, sizeof(buf), 0), -EUCLEAN);
 	ck_assert_int_eq(lmn_recv(f.conv, buf, sizeof(buf), 0), -ETIMEDOUT);
 	/* A tail far past the head is damage too, not a long queue, and is
@@ -252,7 +252,7 @@ START_TEST(reattached_producer_counts_an_uncounted_entry)
 	ck_assert_int_eq(lmn_recv(f.conv, buf, sizeof(buf), 0), 1);
 	ck_assert_int_eq(buf[0], 'b');
 	ck_assert_int_eq(lmn__tx_attach(&f.conv->tx, &f.c->inbox,
-					lmn__ringbuf(&f.bus->l, f.bus->base, f.conv->idx, 2),
+					lmn__databuf(&f.bus->l, f.bus->base, f.conv->idx, 1),
 					f.bus->l.ring_size),
 			 0);
 	ck_assert_int_eq(lmn_send(f.conv, "c", 1, 0), 0);
@@ -266,14 +266,14 @@ END_TEST
 START_TEST(damaged_envelope_length)
 {
 	struct fixture f;
-	struct lmn__envelope *env;
+	struct lmn__entry *ent;
 	char buf[64];
 
 	open_buffering(&f);
 	ck_assert_int_eq(lmn_send(f.conv, "x", 1, 0), 0);
-	env = (struct lmn__envelope *)lmn__cell(&f.bus->l, f.bus->base, f.conv->idx, 1, 0);
-	ck_assert_uint_eq(env->length, 1);
-	env->length = 1u << 31;
+	ent = lmn__databuf(&f.bus->l, f.bus->base, f.conv->idx, 1);
+	ck_assert_uint_eq(ent->length, 1);
+	ent->length = 1u << 31;
 	ck_assert_int_eq(lmn_recv(f.conv, buf, sizeof(buf), 0), -EBADMSG);
 	/* Dropped, not stuck: the next message comes through. */
 	ck_assert_int_eq(lmn_recv(f.conv, buf, sizeof(buf), 0), -ETIMEDOUT);
@@ -307,7 +307,7 @@ START_TEST(server_survives_damaged_request)
 {
 	struct lmn_conv_config cfg = th_cfg(LMN_POLICY_FAIL);
 	const char *name = th_bus(4, 4, 64);
-	struct lmn__envelope *env;
+	struct lmn__entry *ent;
 	lmn_bus *srv, *cli;
 	lmn_conv *conv;
 	lmn_msg *m;
@@ -317,8 +317,8 @@ START_TEST(server_survives_damaged_request)
 	ck_assert_int_eq(lmn_bus_join(name, "cli", &cli), 0);
 	ck_assert_int_eq(lmn_conv_open(cli, "svc", &cfg, &conv), 0);
 	ck_assert_int_eq(lmn_send(conv, "bad", 3, 0), 0);
-	env = (struct lmn__envelope *)lmn__cell(&cli->l, cli->base, conv->idx, 0, 0);
-	env->length = 0xffffffffu;
+	ent = lmn__databuf(&cli->l, cli->base, conv->idx, 0);
+	ent->length = 0xffffffffu;
 	ck_assert_int_eq(lmn_next(srv, &m, 0), -EBADMSG);
 	ck_assert_int_eq(lmn_send(conv, "good", 4, 0), 0);
 	ck_assert_int_eq(lmn_next(srv, &m, TH_TIMEOUT_MS), 0);
