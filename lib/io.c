@@ -250,8 +250,7 @@ static void drop_one(struct lmn_conv *conv, struct lmn__conv *c, uint32_t cell)
 	struct lmn_bus *bus = conv->bus;
 
 	lmn__rx_advance(&conv->rx, &c->inbox);
-	lmn__rx_return(&conv->rx, lmn__freebuf(&bus->l, bus->base, conv->idx, 1), bus->l.ring_size,
-		       cell);
+	lmn__rx_return(&conv->rx, lmn__freebuf(&bus->l, bus->base, conv->idx, 1), &bus->l, cell);
 	(void)lmn__rx_flush(&conv->rx, &c->inbox);
 	if (conv->buffering && lmn__word_signal(&c->inbox.free_word))
 		lmn__wake(&c->inbox.free_word);

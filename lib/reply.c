@@ -97,7 +97,7 @@ void lmn__serve_give_back(struct lmn_bus *bus, struct lmn__conv *c, uint32_t idx
 		      struct lmn__serve_end *e, uint32_t cell)
 {
 	ck_pr_store_8(&lmn__cell_states(&bus->l, bus->base, idx)[cell], LMN__CELL_RETURNING);
-	lmn__rx_return(&e->cmd, lmn__freebuf(&bus->l, bus->base, idx, 0), bus->l.ring_size, cell);
+	lmn__rx_return(&e->cmd, lmn__freebuf(&bus->l, bus->base, idx, 0), &bus->l, cell);
 	if (lmn__rx_unflushed(&e->cmd) >= bus->return_batch)
 		lmn__serve_flush_returns(bus, c, idx, e);
 	else

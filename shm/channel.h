@@ -126,6 +126,8 @@ static inline void lmn__chan_init(struct lmn__channel *ch, struct lmn__entry *da
 		ck_pr_store_64(lmn__slot(databuf, size, i), 0);
 	for (uint32_t i = 0; i < depth; i++)
 		(void)lmn__ring_put(&ch->free, freebuf, size, i);
+	/* The in-order mark (below) starts after the cells put here. */
+	ck_pr_store_uint(&ch->free.p_head, depth);
 	ch->producer_cpu = -1;
 	/* The words keep their old sequence: a sleeper from a previous tenant
 	 * of this slot must never see its expected value come back. */
@@ -156,6 +158,7 @@ struct lmn__tx {
 	uint32_t data_p; /* next data slot to fill: data.p_tail */
 	uint32_t free_c; /* next free slot to take: free.c_head */
 	uint32_t free_p; /* free.p_tail as last read */
+	uint32_t free_m; /* free.p_head (the in-order mark, below) as last read */
 	/* The cells of free slots free_c, free_c + 1, ... read ahead: the
 	 * consumer writes each slot just before it returns the cell, so
 	 * reading them one per reserve would miss once per message, and
@@ -164,6 +167,11 @@ struct lmn__tx {
 	 * that dies with some read ahead loses none of them. */
 	uint16_t ahead[LMN__TX_AHEAD];
 	uint32_t ahead_i, ahead_n;
+	/* The cells taken at the last depth free positions, by position mod
+	 * depth, for rings of up to LMN__TX_AHEAD cells (below); valid from
+	 * free position hist_from on. */
+	uint16_t hist[LMN__TX_AHEAD];
+	uint32_t hist_from;
 };
 _Static_assert(LMN__MAX_DEPTH <= UINT16_MAX + 1u, "a cell number fits in ahead[]");
 
@@ -171,6 +179,7 @@ struct lmn__rx {
 	uint32_t data_c;   /* next data slot to take: data.c_head */
 	uint32_t free_p;   /* next free slot to fill */
 	uint32_t free_pub; /* free.p_tail as last stored */
+	uint32_t free_m;   /* the in-order mark (below), free.p_head once flushed */
 	uint32_t skew;     /* free position minus data position of a cell (below) */
 };
 
@@ -253,7 +262,10 @@ static inline int lmn__tx_attach(struct lmn__tx *tx, struct lmn__channel *ch,
 	tx->data_p = ck_pr_load_uint(&ch->data.p_tail);
 	tx->free_c = ck_pr_load_uint(&ch->free.c_head);
 	tx->free_p = ck_pr_load_uint(&ch->free.p_tail);
+	tx->free_m = ck_pr_load_uint(&ch->free.p_head);
 	tx->ahead_i = tx->ahead_n = 0;
+	/* What we remember of the cells taken starts here (below). */
+	tx->hist_from = tx->free_c + size / 2;
 	/* Orders the counter loads before any load of the slots they cover. */
 	ck_pr_fence_load();
 	/* A producer that died between an entry and the tail that counts it
@@ -280,10 +292,76 @@ static inline int lmn__rx_attach(struct lmn__rx *rx, struct lmn__channel *ch, ui
 	rx->data_c = ck_pr_load_uint(&ch->data.c_head);
 	p = ck_pr_load_uint(&ch->data.p_tail);
 	rx->free_p = rx->free_pub = ck_pr_load_uint(&ch->free.p_tail);
+	rx->free_m = ck_pr_load_uint(&ch->free.p_head);
 	rx->skew = 0;
 	/* Orders the counter loads before any load of the slots they cover. */
 	ck_pr_fence_load();
 	return lmn__tail_says(p, rx->data_c, size) < 0 ? -EUCLEAN : 0;
+}
+
+/* Producer: read the cells of the next free slots, up to LMN__TX_AHEAD of
+ * those published, into tx->ahead.  -EUCLEAN if the first is damaged: a
+ * damaged slot ends the read-ahead; reached, it is refused, and stays in
+ * the ring. */
+/*
+ * Free cells in order.  A consumer that gives cells back in the order they
+ * came, as a request-reply round or a stream does, fills the free ring with
+ * a period of depth positions: each message takes the next free position
+ * and the next data position, so the cell given back at free position f is
+ * the one taken at f - depth.  A producer that remembers the cells it took
+ * at the last depth positions then knows the cell of the next one without
+ * reading its slot, a line the consumer writes: reading the slots a line at
+ * a time still cost a round trip about 20 ns (perf/README.md).  It keeps
+ * that memory (tx->hist) for rings of up to LMN__TX_AHEAD cells, the
+ * default; deeper rings read the slots.
+ *
+ * The consumer publishes in the free ring's p_head (which an SPSC ring does
+ * not use) the in-order mark m: from m on, every slot holds the cell of the
+ * slot depth positions before it.  It checks each cell it gives back
+ * against that slot, and when one breaks the period (a request held while
+ * later ones were released) moves the mark past it.  The mark starts at
+ * depth, after the cells a channel starts with.  The consumer stores it
+ * before the tail that publishes the positions, and only ever moves it
+ * forward, past positions not yet published: a producer that reads a newer
+ * mark than the tail it read only reads more slots.  A damaged mark makes
+ * the producer take a cell that may still be in use, as a damaged slot
+ * would: always one of the channel's own cells.
+ */
+static inline bool lmn__free_in_order(uint32_t pos, uint32_t mark)
+{
+	return (int32_t)(pos - mark) >= 0;
+}
+
+/* The mark after cell went back at free position pos: moved past pos when
+ * the cell breaks the period. */
+static inline uint32_t lmn__free_mark(struct ck_ring_buffer *freebuf, uint32_t size,
+				      uint32_t mark, uint32_t pos, uint32_t cell)
+{
+	if (cell == lmn__free_slot(freebuf, size, pos - size / 2))
+		return mark;
+	return lmn__free_in_order(pos + 1, mark) ? pos + 1 : mark;
+}
+
+/* Producer: read the cells of the next free slots, up to LMN__TX_AHEAD of
+ * those published, into tx->ahead.  -EUCLEAN if the first is damaged: a
+ * damaged slot ends the read-ahead; reached, it is refused, and stays in
+ * the ring. */
+static inline int lmn__tx_read_ahead(struct lmn__tx *tx, struct ck_ring_buffer *freebuf,
+				     const struct lmn__layout *l)
+{
+	uint32_t n = tx->free_p - tx->free_c;
+
+	if (n > LMN__TX_AHEAD)
+		n = LMN__TX_AHEAD;
+	tx->ahead_i = tx->ahead_n = 0;
+	for (uint32_t i = 0; i < n; i++) {
+		uint32_t v = lmn__free_slot(freebuf, l->ring_size, tx->free_c + i);
+
+		if (v >= l->ring_depth)
+			break;
+		tx->ahead[tx->ahead_n++] = (uint16_t)v;
+	}
+	return tx->ahead_n ? 0 : -EUCLEAN;
 }
 
 /* Producer: take a free cell.  0 and *cell, -EAGAIN when every cell is in
@@ -292,40 +370,36 @@ static inline int lmn__tx_reserve(struct lmn__tx *tx, struct lmn__channel *ch,
 				  struct ck_ring_buffer *freebuf, const struct lmn__layout *l,
 				  uint32_t *cell)
 {
-	if (tx->ahead_i == tx->ahead_n) {
-		uint32_t n;
+	if (tx->free_c == tx->free_p) {
+		uint32_t p = ck_pr_load_uint(&ch->free.p_tail);
 
-		if (tx->free_c == tx->free_p) {
-			uint32_t p = ck_pr_load_uint(&ch->free.p_tail);
-
-			if (p - tx->free_c >= l->ring_size)
-				return -EUCLEAN; /* more returned than the ring holds */
-			if (p == tx->free_c)
-				return -EAGAIN;
-			tx->free_p = p;
-			/* Orders the tail load above before the slot loads
-			 * below, pairing with the consumer's release fence in
-			 * lmn__rx_flush. */
-			ck_pr_fence_load();
-		}
-		n = tx->free_p - tx->free_c;
-		if (n > LMN__TX_AHEAD)
-			n = LMN__TX_AHEAD;
-		tx->ahead_i = tx->ahead_n = 0;
-		/* A damaged slot ends the read-ahead; reached, it is
-		 * refused, and stays in the ring. */
-		for (uint32_t i = 0; i < n; i++) {
-			uintptr_t v = (uintptr_t)ck_pr_load_ptr(
-				&freebuf[(tx->free_c + i) & (l->ring_size - 1)].value);
-
-			if (v >= l->ring_depth)
-				break;
-			tx->ahead[tx->ahead_n++] = (uint16_t)v;
-		}
-		if (!tx->ahead_n)
-			return -EUCLEAN;
+		if (p - tx->free_c >= l->ring_size)
+			return -EUCLEAN; /* more returned than the ring holds */
+		if (p == tx->free_c)
+			return -EAGAIN;
+		tx->free_p = p;
+		/* Orders the tail load above before the loads of the mark
+		 * and the slots below, pairing with the consumer's release
+		 * fence in lmn__rx_flush. */
+		ck_pr_fence_load();
+		tx->free_m = ck_pr_load_uint(&ch->free.p_head);
 	}
-	*cell = tx->ahead[tx->ahead_i++];
+	if (l->ring_depth <= LMN__TX_AHEAD && lmn__free_in_order(tx->free_c, tx->free_m) &&
+	    lmn__free_in_order(tx->free_c, tx->hist_from)) {
+		/* The cell we took depth positions ago. */
+		*cell = tx->hist[tx->free_c & (l->ring_depth - 1)];
+		tx->ahead_i = tx->ahead_n = 0; /* positions moved past them */
+	} else {
+		if (tx->ahead_i == tx->ahead_n && lmn__tx_read_ahead(tx, freebuf, l) < 0)
+			return -EUCLEAN;
+		*cell = tx->ahead[tx->ahead_i++];
+		if (l->ring_depth <= LMN__TX_AHEAD)
+			tx->hist[tx->free_c & (l->ring_depth - 1)] = (uint16_t)*cell;
+	}
+	/* Kept within a position of free_c once valid, so that it never
+	 * drifts half a counter's range behind. */
+	if (lmn__free_in_order(tx->free_c, tx->hist_from))
+		tx->hist_from = tx->free_c + 1;
 	tx->free_c++;
 	/* Orders the slot loads before the head store that lets the
 	 * consumer fill the slot again. */
@@ -517,11 +591,12 @@ static inline int lmn__rx_peek_next(const struct lmn__rx *rx, struct lmn__entry 
 /* Consumer: put a cell in the free ring without publishing it yet; it goes
  * to the producer at the next lmn__rx_flush().  The ring holds more than
  * there are cells, so it cannot be full, and the producer's head is never
- * read. */
+ * read.  A cell out of order moves the in-order mark past it. */
 static inline void lmn__rx_return(struct lmn__rx *rx, struct ck_ring_buffer *freebuf,
-				  uint32_t size, uint32_t cell)
+				  const struct lmn__layout *l, uint32_t cell)
 {
-	ck_pr_store_ptr(&freebuf[rx->free_p & (size - 1)].value, (void *)(uintptr_t)cell);
+	ck_pr_store_ptr(&freebuf[rx->free_p & (l->ring_size - 1)].value, (void *)(uintptr_t)cell);
+	rx->free_m = lmn__free_mark(freebuf, l->ring_size, rx->free_m, rx->free_p, cell);
 	rx->free_p++;
 }
 
@@ -547,11 +622,18 @@ static inline int lmn__rx_flush(struct lmn__rx *rx, struct lmn__channel *ch)
 {
 	if (rx->free_p == rx->free_pub)
 		return 0;
-	/* Release: orders the slots written by lmn__rx_return(), and
-	 * everything the caller stored and loaded before (the cell states,
-	 * the reads of the released cells), before the tail that hands the
-	 * cells to the producer for refilling.  A store fence would leave
-	 * the loads unordered where stores may pass them (arm64). */
+	/* A mark half a counter's range behind would pass for one ahead: when
+	 * the period held that long, bring it up to what is published. */
+	if (rx->free_pub - rx->free_m > (1u << 30) && lmn__free_in_order(rx->free_pub, rx->free_m))
+		rx->free_m = rx->free_pub;
+	/* The mark shares the tail's line, and goes before it: the release
+	 * below orders it too. */
+	ck_pr_store_uint(&ch->free.p_head, rx->free_m);
+	/* Release: orders the slots written by lmn__rx_return(), the mark,
+	 * and everything the caller stored and loaded before (the cell
+	 * states, the reads of the released cells), before the tail that
+	 * hands the cells to the producer for refilling.  A store fence would
+	 * leave the loads unordered where stores may pass them (arm64). */
 	ck_pr_fence_release();
 	ck_pr_store_uint(&ch->free.p_tail, rx->free_p);
 	rx->free_pub = rx->free_p;
@@ -564,8 +646,15 @@ static inline int lmn__rx_flush(struct lmn__rx *rx, struct lmn__channel *ch)
 static inline int lmn__chan_give_back(struct lmn__channel *ch, struct ck_ring_buffer *freebuf,
 				      const struct lmn__layout *l, uint32_t cell)
 {
-	int r = lmn__ring_put(&ch->free, freebuf, l->ring_size, cell);
+	unsigned int p = ck_pr_load_uint(&ch->free.p_tail);
+	unsigned int m = ck_pr_load_uint(&ch->free.p_head);
+	int r;
 
+	/* The mark as the consumer would move it, before the tail
+	 * (lmn__ring_put fences the two). */
+	if (lmn__free_mark(freebuf, l->ring_size, m, p, cell) != m)
+		ck_pr_store_uint(&ch->free.p_head, lmn__free_mark(freebuf, l->ring_size, m, p, cell));
+	r = lmn__ring_put(&ch->free, freebuf, l->ring_size, cell);
 	return r == -EAGAIN ? -EUCLEAN : r;
 }
 

@@ -586,6 +586,106 @@ START_TEST(ring_full_back_pressure)
 }
 END_TEST
 
+/* A server that holds some requests while it answers and releases the
+ * ones after them gives cells back out of order.  The client must then
+ * never fill a cell the server still holds (it reads requests in place):
+ * the held payloads stay intact while many rounds of cells go by, and
+ * every answer matches its call, before, during and after.  Requests whose
+ * first byte is HOLD_A or HOLD_B are held until LET_A and LET_B requests
+ * later. */
+#define OOO_N 64
+#define HOLD_A 0
+#define LET_A 21
+#define HOLD_B 30
+#define LET_B 47
+
+static void ooo_fill(unsigned char *b, int i)
+{
+	for (int k = 0; k < 64; k++)
+		b[k] = (unsigned char)(i + k * 7);
+}
+
+static int ooo_intact(lmn_msg *m, int i)
+{
+	unsigned char want[64];
+
+	ooo_fill(want, i);
+	return m && lmn_msg_size(m) == 64 && memcmp(lmn_msg_data(m), want, 64) == 0;
+}
+
+struct ooo {
+	const char *bus;
+	struct th_event ready;
+};
+
+static int ooo_main(void *p)
+{
+	struct ooo *o = p;
+	lmn_msg *a = NULL, *b = NULL;
+	lmn_bus *bus;
+
+	if (lmn_bus_join(o->bus, "ooo", &bus) < 0 || lmn_bus_serve(bus, "ooo") < 0)
+		return 60;
+	th_event_fire(&o->ready);
+	for (int i = 0; i < OOO_N; i++) {
+		lmn_msg *m;
+
+		if (lmn_next(bus, &m, TH_TIMEOUT_MS) < 0 || lmn_msg_kind(m) != LMN_MSG_REQUEST ||
+		    !ooo_intact(m, i))
+			return 61;
+		if (i == HOLD_A) {
+			a = m;
+		} else if (i == HOLD_B) {
+			b = m;
+		} else {
+			if (lmn_reply(m, lmn_msg_data(m), 64) < 0)
+				return 62;
+			lmn_msg_release(m);
+		}
+		if ((a && !ooo_intact(a, HOLD_A)) || (b && !ooo_intact(b, HOLD_B)))
+			return 63; /* a held cell was filled again */
+		if (i == LET_A) {
+			lmn_msg_release(a);
+			a = NULL;
+		}
+		if (i == LET_B) {
+			lmn_msg_release(b);
+			b = NULL;
+		}
+	}
+	lmn_bus_leave(bus);
+	return 0;
+}
+
+START_TEST(held_cells_not_reused_after_out_of_order_release)
+{
+	struct ooo o = {.bus = th_bus(4, 4, 64)};
+	struct lmn_conv_config cfg = th_cfg(LMN_POLICY_FAIL);
+	unsigned char req[64], rep[64];
+	lmn_conv *conv;
+	lmn_bus *bus;
+	pid_t server;
+
+	th_event_new(&o.ready);
+	server = th_fork(ooo_main, &o);
+	ck_assert_int_eq(th_event_await(&o.ready, TH_TIMEOUT_MS), 0);
+	ck_assert_int_eq(lmn_bus_join(o.bus, "client", &bus), 0);
+	ck_assert_int_eq(lmn_conv_open(bus, "ooo", &cfg, &conv), 0);
+	for (int i = 0; i < OOO_N; i++) {
+		ooo_fill(req, i);
+		if (i == HOLD_A || i == HOLD_B) {
+			ck_assert_int_eq(lmn_send(conv, req, 64, 0), 0);
+			continue;
+		}
+		ck_assert_int_eq(lmn_call(conv, req, 64, rep, sizeof(rep), TH_TIMEOUT_MS), 64);
+		ck_assert_mem_eq(rep, req, 64);
+	}
+	ck_assert_int_eq(th_wait(server, TH_TIMEOUT_MS), 0);
+	lmn_conv_free(conv);
+	lmn_bus_leave(bus);
+}
+END_TEST
+
 /* The server holds a request while the client closes: its reply is refused
  * with -EPIPE, and it then gets the CLOSED notice. */
 struct late {
@@ -896,6 +996,7 @@ int main(void)
 	tcase_add_test(tc, service_balances_servers);
 	tcase_add_test(tc, exec_server_and_clients);
 	tcase_add_test(tc, ring_full_back_pressure);
+	tcase_add_test(tc, held_cells_not_reused_after_out_of_order_release);
 	tcase_add_test(tc, late_reply_not_taken_for_next_call);
 	tcase_add_test(tc, reply_after_close_and_close_notice);
 	tcase_add_test(tc, server_leaves_fail);

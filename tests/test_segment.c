@@ -263,6 +263,82 @@ START_TEST(reattached_producer_counts_an_uncounted_entry)
 }
 END_TEST
 
+/* Cells given back out of order, in every order: the producer, which
+ * computes free cells from the in-order mark where it can, never takes a
+ * cell still in use, and once cells go back in order again it computes
+ * again.  Both ends of one channel, driven by hand in random steps. */
+START_TEST(free_cells_follow_the_mark)
+{
+	struct fixture f;
+	const struct lmn__layout *l;
+	struct lmn__entry *db;
+	struct ck_ring_buffer *fb;
+	struct lmn__tx tx;
+	struct lmn__rx rx;
+	bool busy[4] = {false};
+	uint32_t held[4], cell;
+	unsigned int seed = 20261124, nheld = 0, taken = 0, computed = 0;
+	uint64_t last_id = 0;
+
+	open_buffering(&f);
+	l = &f.bus->l;
+	ck_assert_uint_eq(l->ring_depth, 4);
+	db = lmn__databuf(l, f.bus->base, f.conv->idx, 1);
+	fb = lmn__freebuf(l, f.bus->base, f.conv->idx, 1);
+	ck_assert_int_eq(lmn__tx_attach(&tx, &f.c->inbox, db, l->ring_size), 0);
+	ck_assert_int_eq(lmn__rx_attach(&rx, &f.c->inbox, l->ring_size), 0);
+	for (int step = 0; step < 40000; step++) {
+		const struct lmn__entry *e;
+		bool in_order = step >= 30000;
+		int r;
+
+		switch (rand_r(&seed) % 3) {
+		case 0:
+			computed += lmn__free_in_order(tx.free_c, tx.free_m) &&
+				    lmn__free_in_order(tx.free_c, tx.hist_from);
+			r = lmn__tx_reserve(&tx, &f.c->inbox, fb, l, &cell);
+			if (r == -EAGAIN)
+				break;
+			ck_assert_int_eq(r, 0);
+			ck_assert_msg(!busy[cell], "cell %u taken while in use", cell);
+			busy[cell] = true;
+			lmn__tx_publish(&tx, &f.c->inbox, db, l, cell, (uint64_t)step + 1, 0, 0);
+			taken++;
+			break;
+		case 1:
+			if (lmn__rx_peek(&rx, &f.c->inbox, db, l, true, &cell, &e) != 0)
+				break;
+			/* In the order published, each once. */
+			ck_assert_uint_gt(ck_pr_load_64(&e->id), last_id);
+			last_id = ck_pr_load_64(&e->id);
+			lmn__rx_advance(&rx, &f.c->inbox);
+			held[nheld++] = cell;
+			break;
+		default:
+			if (nheld) {
+				unsigned int k = in_order ? 0 : (unsigned int)rand_r(&seed) % nheld;
+
+				cell = held[k];
+				memmove(held + k, held + k + 1, (nheld - k - 1) * sizeof(held[0]));
+				nheld--;
+				busy[cell] = false;
+				lmn__rx_return(&rx, fb, l, cell);
+			}
+			if (rand_r(&seed) % 2)
+				(void)lmn__rx_flush(&rx, &f.c->inbox);
+			break;
+		}
+	}
+	/* Out of order most of the way, computed some of the way, and
+	 * computed again at the end. */
+	ck_assert_uint_gt(taken, 5000);
+	ck_assert_uint_gt(computed, 100);
+	ck_assert(lmn__free_in_order(tx.free_c, tx.free_m) &&
+		  lmn__free_in_order(tx.free_c, tx.hist_from));
+	close_fixture(&f);
+}
+END_TEST
+
 START_TEST(damaged_envelope_length)
 {
 	struct fixture f;
@@ -372,6 +448,7 @@ int main(void)
 	tcase_add_test(tc, next_tenant_sees_no_old_entry);
 	tcase_add_test(tc, reattached_producer_counts_an_uncounted_entry);
 	tcase_add_test(tc, damaged_envelope_length);
+	tcase_add_test(tc, free_cells_follow_the_mark);
 	tcase_add_test(tc, damaged_phase);
 	tcase_add_test(tc, server_survives_damaged_request);
 	tcase_add_test(tc, stray_bits_and_unterminated_names);
