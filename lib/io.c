@@ -251,7 +251,7 @@ static void drop_one(struct lmn_conv *conv, struct lmn__conv *c, uint32_t cell)
 
 	lmn__rx_advance(&conv->rx, &c->inbox);
 	lmn__rx_return(&conv->rx, lmn__freebuf(&bus->l, bus->base, conv->idx, 1), &bus->l, cell);
-	(void)lmn__rx_flush(&conv->rx, &c->inbox);
+	(void)lmn__rx_flush(&conv->rx, &c->inbox, bus->l.ring_depth);
 	if (conv->buffering && lmn__word_signal(&c->inbox.free_word))
 		lmn__wake(&c->inbox.free_word);
 }

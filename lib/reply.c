@@ -71,7 +71,7 @@ void lmn__serve_flush_returns(struct lmn_bus *bus, struct lmn__conv *c, uint32_t
 			ck_pr_store_8(&states[cell], LMN__CELL_IDLE);
 	}
 	/* lmn__rx_flush() orders the idle marks before the tail. */
-	if (lmn__rx_flush(&e->cmd, &c->cmd) && lmn__word_signal(&c->cmd.free_word))
+	if (lmn__rx_flush(&e->cmd, &c->cmd, bus->l.ring_depth) && lmn__word_signal(&c->cmd.free_word))
 		lmn__wake(&c->cmd.free_word);
 }
 

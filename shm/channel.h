@@ -181,6 +181,11 @@ struct lmn__rx {
 	uint32_t free_pub; /* free.p_tail as last stored */
 	uint32_t free_m;   /* the in-order mark (below), free.p_head once flushed */
 	uint32_t skew;     /* free position minus data position of a cell (below) */
+	/* The cells given back at the last depth free positions, by
+	 * position mod depth, for rings of up to LMN__TX_AHEAD cells; valid
+	 * from free position hist_from on (below). */
+	uint16_t hist[LMN__TX_AHEAD];
+	uint32_t hist_from;
 };
 
 /*
@@ -262,12 +267,13 @@ static inline int lmn__tx_attach(struct lmn__tx *tx, struct lmn__channel *ch,
 	tx->data_p = ck_pr_load_uint(&ch->data.p_tail);
 	tx->free_c = ck_pr_load_uint(&ch->free.c_head);
 	tx->free_p = ck_pr_load_uint(&ch->free.p_tail);
-	tx->free_m = ck_pr_load_uint(&ch->free.p_head);
 	tx->ahead_i = tx->ahead_n = 0;
 	/* What we remember of the cells taken starts here (below). */
 	tx->hist_from = tx->free_c + size / 2;
-	/* Orders the counter loads before any load of the slots they cover. */
+	/* Orders the counter loads before any load of the slots they cover,
+	 * and the tail's before the mark's, as in lmn__tx_reserve. */
 	ck_pr_fence_load();
+	tx->free_m = ck_pr_load_uint(&ch->free.p_head);
 	/* A producer that died between an entry and the tail that counts it
 	 * published that entry all the same: the consumer may have taken it
 	 * already.  Start after it (after each, if producers died so in a
@@ -292,17 +298,18 @@ static inline int lmn__rx_attach(struct lmn__rx *rx, struct lmn__channel *ch, ui
 	rx->data_c = ck_pr_load_uint(&ch->data.c_head);
 	p = ck_pr_load_uint(&ch->data.p_tail);
 	rx->free_p = rx->free_pub = ck_pr_load_uint(&ch->free.p_tail);
-	rx->free_m = ck_pr_load_uint(&ch->free.p_head);
+	/* The mark is not read back: what we remember of the cells given
+	 * back starts here, and no period is claimed before it is full.  A
+	 * mark stored by a consumer that died before its tail lies at most
+	 * depth positions on, so this one does not move back. */
+	rx->hist_from = rx->free_p + size / 2;
+	rx->free_m = rx->hist_from;
 	rx->skew = 0;
 	/* Orders the counter loads before any load of the slots they cover. */
 	ck_pr_fence_load();
 	return lmn__tail_says(p, rx->data_c, size) < 0 ? -EUCLEAN : 0;
 }
 
-/* Producer: read the cells of the next free slots, up to LMN__TX_AHEAD of
- * those published, into tx->ahead.  -EUCLEAN if the first is damaged: a
- * damaged slot ends the read-ahead; reached, it is refused, and stays in
- * the ring. */
 /*
  * Free cells in order.  A consumer that gives cells back in the order they
  * came, as a request-reply round or a stream does, fills the free ring with
@@ -318,27 +325,28 @@ static inline int lmn__rx_attach(struct lmn__rx *rx, struct lmn__channel *ch, ui
  * The consumer publishes in the free ring's p_head (which an SPSC ring does
  * not use) the in-order mark m: from m on, every slot holds the cell of the
  * slot depth positions before it.  It checks each cell it gives back
- * against that slot, and when one breaks the period (a request held while
- * later ones were released) moves the mark past it.  The mark starts at
- * depth, after the cells a channel starts with.  The consumer stores it
- * before the tail that publishes the positions, and only ever moves it
- * forward, past positions not yet published: a producer that reads a newer
- * mark than the tail it read only reads more slots.  A damaged mark makes
- * the producer take a cell that may still be in use, as a damaged slot
- * would: always one of the channel's own cells.
+ * against the one it gave back depth positions before, which it remembers
+ * (rx->hist: nothing read back from the segment decides), and when one
+ * breaks the period (a request held while later ones were released) moves
+ * the mark past it.  The mark starts at depth, after the cells a channel
+ * starts with.  The consumer stores it before the tail that publishes the
+ * positions, and only ever moves it forward, past positions not yet
+ * published: a producer that reads a newer mark than the tail it read only
+ * reads more slots.  It also keeps it within depth positions of the tail,
+ * which lets the producer refuse a mark far behind as damage (it then reads
+ * slots).  A mark damaged within that window makes the producer take a
+ * cell that may still be in use, as a damaged slot would: always one of
+ * the channel's own cells.  A reaper giving cells back moves the mark past
+ * each: it has no memory of the order.
  */
 static inline bool lmn__free_in_order(uint32_t pos, uint32_t mark)
 {
 	return (int32_t)(pos - mark) >= 0;
 }
 
-/* The mark after cell went back at free position pos: moved past pos when
- * the cell breaks the period. */
-static inline uint32_t lmn__free_mark(struct ck_ring_buffer *freebuf, uint32_t size,
-				      uint32_t mark, uint32_t pos, uint32_t cell)
+/* The mark moved past pos, never back. */
+static inline uint32_t lmn__free_past(uint32_t mark, uint32_t pos)
 {
-	if (cell == lmn__free_slot(freebuf, size, pos - size / 2))
-		return mark;
 	return lmn__free_in_order(pos + 1, mark) ? pos + 1 : mark;
 }
 
@@ -383,6 +391,10 @@ static inline int lmn__tx_reserve(struct lmn__tx *tx, struct lmn__channel *ch,
 		 * fence in lmn__rx_flush. */
 		ck_pr_fence_load();
 		tx->free_m = ck_pr_load_uint(&ch->free.p_head);
+		/* The consumer keeps its mark within depth of its tail: one
+		 * further behind is damage, and this batch reads slots. */
+		if (p - tx->free_m > l->ring_size && lmn__free_in_order(p, tx->free_m))
+			tx->free_m = p;
 	}
 	if (l->ring_depth <= LMN__TX_AHEAD && lmn__free_in_order(tx->free_c, tx->free_m) &&
 	    lmn__free_in_order(tx->free_c, tx->hist_from)) {
@@ -401,8 +413,10 @@ static inline int lmn__tx_reserve(struct lmn__tx *tx, struct lmn__channel *ch,
 	if (lmn__free_in_order(tx->free_c, tx->hist_from))
 		tx->hist_from = tx->free_c + 1;
 	tx->free_c++;
-	/* Orders the slot loads before the head store that lets the
-	 * consumer fill the slot again. */
+	/* Orders the tail and slot loads before the head store that lets
+	 * the consumer fill the slot again, and before the caller's stores
+	 * into the cell: on the computed way no slot load depends on the
+	 * tail, so this fence alone keeps the cell's refill after it. */
 	ck_pr_fence_load_store();
 	ck_pr_store_uint(&ch->free.c_head, tx->free_c);
 	return 0;
@@ -596,7 +610,15 @@ static inline void lmn__rx_return(struct lmn__rx *rx, struct ck_ring_buffer *fre
 				  const struct lmn__layout *l, uint32_t cell)
 {
 	ck_pr_store_ptr(&freebuf[rx->free_p & (l->ring_size - 1)].value, (void *)(uintptr_t)cell);
-	rx->free_m = lmn__free_mark(freebuf, l->ring_size, rx->free_m, rx->free_p, cell);
+	if (l->ring_depth <= LMN__TX_AHEAD) {
+		uint32_t k = rx->free_p & (l->ring_depth - 1);
+
+		if (!lmn__free_in_order(rx->free_p, rx->hist_from) || rx->hist[k] != cell)
+			rx->free_m = lmn__free_past(rx->free_m, rx->free_p);
+		else
+			rx->hist_from = rx->free_p + 1; /* kept near, as tx's */
+		rx->hist[k] = (uint16_t)cell;
+	}
 	rx->free_p++;
 }
 
@@ -618,14 +640,14 @@ static inline uint32_t lmn__rx_unflushed_cell(const struct lmn__rx *rx,
 /* Consumer: publish the returned cells; the caller then signals the
  * producer's free word, one fence for the whole batch.  Returns whether
  * anything was published. */
-static inline int lmn__rx_flush(struct lmn__rx *rx, struct lmn__channel *ch)
+static inline int lmn__rx_flush(struct lmn__rx *rx, struct lmn__channel *ch, uint32_t depth)
 {
 	if (rx->free_p == rx->free_pub)
 		return 0;
-	/* A mark half a counter's range behind would pass for one ahead: when
-	 * the period held that long, bring it up to what is published. */
-	if (rx->free_pub - rx->free_m > (1u << 30) && lmn__free_in_order(rx->free_pub, rx->free_m))
-		rx->free_m = rx->free_pub;
+	/* Kept within depth of the tail (the period held since it, so a
+	 * later mark says no more), for the producer's check. */
+	if (lmn__free_in_order(rx->free_p - depth, rx->free_m))
+		rx->free_m = rx->free_p - depth;
 	/* The mark shares the tail's line, and goes before it: the release
 	 * below orders it too. */
 	ck_pr_store_uint(&ch->free.p_head, rx->free_m);
@@ -647,13 +669,11 @@ static inline int lmn__chan_give_back(struct lmn__channel *ch, struct ck_ring_bu
 				      const struct lmn__layout *l, uint32_t cell)
 {
 	unsigned int p = ck_pr_load_uint(&ch->free.p_tail);
-	unsigned int m = ck_pr_load_uint(&ch->free.p_head);
 	int r;
 
-	/* The mark as the consumer would move it, before the tail
-	 * (lmn__ring_put fences the two). */
-	if (lmn__free_mark(freebuf, l->ring_size, m, p, cell) != m)
-		ck_pr_store_uint(&ch->free.p_head, lmn__free_mark(freebuf, l->ring_size, m, p, cell));
+	/* No memory of the order here: the mark goes past the position the
+	 * put fills, before the tail (lmn__ring_put fences the two). */
+	ck_pr_store_uint(&ch->free.p_head, lmn__free_past(ck_pr_load_uint(&ch->free.p_head), p));
 	r = lmn__ring_put(&ch->free, freebuf, l->ring_size, cell);
 	return r == -EAGAIN ? -EUCLEAN : r;
 }

@@ -15,7 +15,7 @@
 #include <ck_ring.h>
 
 #define LMN__MAGIC 0x6c696d696e616c31ull /* "liminal1" */
-#define LMN__LAYOUT_VERSION 7u /* 7: data ring entries carry the message header */
+#define LMN__LAYOUT_VERSION 8u /* 8: ring entries carry the header, free.p_head a mark */
 #define LMN__CACHELINE 64u
 #define LMN__NAME_SIZE 64u
 #define LMN__SERVICES 8u

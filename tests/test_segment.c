@@ -266,7 +266,9 @@ END_TEST
 /* Cells given back out of order, in every order: the producer, which
  * computes free cells from the in-order mark where it can, never takes a
  * cell still in use, and once cells go back in order again it computes
- * again.  Both ends of one channel, driven by hand in random steps. */
+ * again.  Both ends of one channel, driven by hand in random steps; now
+ * and then an end is taken over afresh, and a reaper gives the held cells
+ * back in its own order, as after a death. */
 START_TEST(free_cells_follow_the_mark)
 {
 	struct fixture f;
@@ -292,6 +294,20 @@ START_TEST(free_cells_follow_the_mark)
 		bool in_order = step >= 30000;
 		int r;
 
+		if (rand_r(&seed) % 500 == 0) {
+			/* A new producer end. */
+			ck_assert_int_eq(lmn__tx_attach(&tx, &f.c->inbox, db, l->ring_size), 0);
+		} else if (!in_order && rand_r(&seed) % 700 == 0) {
+			/* The consumer dies: what it gave back is published,
+			 * what it held a reaper gives back, then a new end. */
+			(void)lmn__rx_flush(&rx, &f.c->inbox, l->ring_depth);
+			for (unsigned int k = nheld; k-- > 0;) {
+				ck_assert_int_eq(lmn__chan_give_back(&f.c->inbox, fb, l, held[k]), 0);
+				busy[held[k]] = false;
+			}
+			nheld = 0;
+			ck_assert_int_eq(lmn__rx_attach(&rx, &f.c->inbox, l->ring_size), 0);
+		}
 		switch (rand_r(&seed) % 3) {
 		case 0:
 			computed += lmn__free_in_order(tx.free_c, tx.free_m) &&
@@ -325,7 +341,7 @@ START_TEST(free_cells_follow_the_mark)
 				lmn__rx_return(&rx, fb, l, cell);
 			}
 			if (rand_r(&seed) % 2)
-				(void)lmn__rx_flush(&rx, &f.c->inbox);
+				(void)lmn__rx_flush(&rx, &f.c->inbox, l->ring_depth);
 			break;
 		}
 	}
