@@ -11,6 +11,7 @@
 
 #include "internal.h"
 #include "../shm/channel.h"
+#include "../shm/freering.h"
 #include "../shm/ready.h"
 #include "../shm/word.h"
 

@@ -17,6 +17,7 @@
 #include "internal.h"
 #include "serve.h"
 #include "../shm/channel.h"
+#include "../shm/freering.h"
 #include "../shm/fence.h"
 #include "../shm/table.h"
 #include "../shm/word.h"

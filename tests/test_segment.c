@@ -18,6 +18,7 @@
 
 #include "harness.h"
 #include "../lib/internal.h"
+#include "../shm/freering.h"
 #include "../shm/table.h"
 
 static void *map_file(const char *name, size_t *size, int *fd_out)
