@@ -201,9 +201,7 @@ LMN_EXPORT int lmn_send(lmn_conv *conv, const void *data, size_t len, unsigned i
 		return r;
 
 	if (len)
-		lmn__payload_copy(lmn__cell(&bus->l, bus->base, conv->idx, dir, cell) +
-					  sizeof(struct lmn__envelope),
-				  data, len);
+		lmn__payload_copy(lmn__payload(&bus->l, bus->base, conv->idx, dir, cell), data, len);
 	lmn__tx_publish(&conv->tx, ch, lmn__databuf(&bus->l, bus->base, conv->idx, dir),
 			&bus->l, cell, ++conv->next_id, 0, (uint32_t)len);
 	ck_pr_store_64(&c->sent, c->sent + 1);
@@ -277,8 +275,7 @@ static ssize_t take_one(struct lmn_conv *conv, struct lmn__conv *c, void *buf, s
 				 &bus->l, careful, &cell, &e);
 		if (r < 0)
 			return r;
-		payload = lmn__cell(&bus->l, bus->base, conv->idx, 1, cell) +
-			  sizeof(struct lmn__envelope);
+		payload = lmn__payload(&bus->l, bus->base, conv->idx, 1, cell);
 		/* The payload's line while the header is read, not after. */
 		__builtin_prefetch(payload);
 		len = ck_pr_load_32(&e->length);

@@ -153,9 +153,7 @@ LMN_EXPORT int lmn_reply(lmn_msg *msg, const void *data, size_t len)
 	if (r < 0)
 		goto out;
 	if (len)
-		lmn__payload_copy(lmn__cell(&bus->l, bus->base, msg->conv, 1, cell) +
-					  sizeof(struct lmn__envelope),
-				  data, len);
+		lmn__payload_copy(lmn__payload(&bus->l, bus->base, msg->conv, 1, cell), data, len);
 	lmn__tx_publish(&e->inbox, &c->inbox, lmn__databuf(&bus->l, bus->base, msg->conv, 1),
 			&bus->l, cell, c->replied + 1, msg->id, (uint32_t)len);
 	ck_pr_store_64(&c->replied, c->replied + 1);

@@ -109,8 +109,7 @@ static void claim(struct lmn_bus *bus, struct lmn__conv *c, uint32_t idx,
 	/* The next request is already known to be there: start pulling its
 	 * payload over from the sender's core while this one is handled. */
 	if (lmn__rx_peek_next(&e->cmd, db, &bus->l, &next) == 0)
-		__builtin_prefetch(lmn__cell(&bus->l, bus->base, idx, 0, next) +
-				   sizeof(struct lmn__envelope));
+		__builtin_prefetch(lmn__payload(&bus->l, bus->base, idx, 0, next));
 	ck_pr_store_64(&env->id, ck_pr_load_64(&ent->id));
 	ck_pr_store_32(&env->length, ck_pr_load_32(&ent->length));
 	ck_pr_store_8(&lmn__cell_states(&bus->l, bus->base, idx)[cell], LMN__CELL_HELD);
@@ -119,6 +118,17 @@ static void claim(struct lmn_bus *bus, struct lmn__conv *c, uint32_t idx,
 	ck_pr_fence_store();
 	lmn__rx_advance(&e->cmd, &c->cmd);
 	lmn__serve_flush_if_drained(bus, c, idx, e);
+}
+
+/* A damaged entry, which lmn__rx_peek() dropped so that it cannot block
+ * the ring: keep the conversation pending for what follows, and if it was
+ * the last one queued, let the cells held back for a batch go. */
+static int dropped_damaged(struct lmn_bus *bus, struct lmn__conv *c, uint32_t idx,
+			   struct lmn__serve_end *e)
+{
+	lmn__serve_flush_if_drained(bus, c, idx, e);
+	pend_push(bus, idx);
+	return -EBADMSG;
 }
 
 /* The handle m, filled in, goes to the caller and onto the list of those
@@ -257,15 +267,8 @@ static int take_from(struct lmn_bus *bus, uint32_t idx, struct lmn_msg **ret)
 		give_out(bus, m, idx, gen, ret);
 		return 0;
 	}
-	if (r < 0) {
-		/* A damaged entry (lmn__rx_peek dropped it so that it cannot
-		 * block the ring): keep the conversation pending for what
-		 * follows, and if it was the last one queued, let the cells
-		 * held back for a batch go. */
-		lmn__serve_flush_if_drained(bus, c, idx, e);
-		pend_push(bus, idx);
-		return -EBADMSG;
-	}
+	if (r < 0)
+		return dropped_damaged(bus, c, idx, e);
 	return hand_out(bus, c, idx, gen, e, cell, flags, ret);
 }
 
@@ -382,12 +385,8 @@ static int take_hot(struct lmn_bus *bus, struct lmn_msg **ret)
 			 false, &cell, &ent);
 	if (r == -EAGAIN)
 		return -EAGAIN;
-	if (r < 0) {
-		/* A damaged entry, dropped: as in take_from. */
-		lmn__serve_flush_if_drained(bus, c, idx, e);
-		pend_push(bus, idx);
-		return -EBADMSG;
-	}
+	if (r < 0)
+		return dropped_damaged(bus, c, idx, e);
 	claim(bus, c, idx, e, cell, ent);
 	r = hand_out(bus, c, idx, gen, e, cell, 0, ret);
 	if (r == 0)

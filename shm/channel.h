@@ -153,6 +153,16 @@ static inline void lmn__chan_init(struct lmn__channel *ch, struct lmn__entry *da
  * only from its one consumer, each in the process that attached it.
  */
 #define LMN__TX_AHEAD 8u /* one cache line of free ring slots */
+#define LMN__HIST_DEPTH 8u /* rings this deep or less compute free cells */
+
+/* What an end remembers of the cells at the last depth free positions
+ * (taken, by a producer; given back, by a consumer), by position mod
+ * depth, for rings of up to LMN__HIST_DEPTH cells: valid from free
+ * position `from` on (shm/freering.h). */
+struct lmn__free_hist {
+	uint16_t cell[LMN__HIST_DEPTH];
+	uint32_t from;
+};
 
 struct lmn__tx {
 	uint32_t data_p; /* next data slot to fill: data.p_tail */
@@ -167,11 +177,7 @@ struct lmn__tx {
 	 * that dies with some read ahead loses none of them. */
 	uint16_t ahead[LMN__TX_AHEAD];
 	uint32_t ahead_i, ahead_n;
-	/* The cells taken at the last depth free positions, by position mod
-	 * depth, for rings of up to LMN__TX_AHEAD cells (below); valid from
-	 * free position hist_from on. */
-	uint16_t hist[LMN__TX_AHEAD];
-	uint32_t hist_from;
+	struct lmn__free_hist hist; /* the cells taken */
 };
 _Static_assert(LMN__MAX_DEPTH <= UINT16_MAX + 1u, "a cell number fits in ahead[]");
 
@@ -181,11 +187,7 @@ struct lmn__rx {
 	uint32_t free_pub; /* free.p_tail as last stored */
 	uint32_t free_m;   /* the in-order mark (below), free.p_head once flushed */
 	uint32_t skew;     /* free position minus data position of a cell (below) */
-	/* The cells given back at the last depth free positions, by
-	 * position mod depth, for rings of up to LMN__TX_AHEAD cells; valid
-	 * from free position hist_from on (below). */
-	uint16_t hist[LMN__TX_AHEAD];
-	uint32_t hist_from;
+	struct lmn__free_hist hist; /* the cells given back */
 };
 
 /*
@@ -269,7 +271,7 @@ static inline int lmn__tx_attach(struct lmn__tx *tx, struct lmn__channel *ch,
 	tx->free_p = ck_pr_load_uint(&ch->free.p_tail);
 	tx->ahead_i = tx->ahead_n = 0;
 	/* What we remember of the cells taken starts here (below). */
-	tx->hist_from = tx->free_c + size / 2;
+	tx->hist.from = tx->free_c + size / 2;
 	/* Orders the counter loads before any load of the slots they cover,
 	 * and the tail's before the mark's, as in lmn__tx_reserve. */
 	ck_pr_fence_load();
@@ -302,8 +304,8 @@ static inline int lmn__rx_attach(struct lmn__rx *rx, struct lmn__channel *ch, ui
 	 * back starts here, and no period is claimed before it is full.  A
 	 * mark stored by a consumer that died before its tail lies at most
 	 * depth positions on, so this one does not move back. */
-	rx->hist_from = rx->free_p + size / 2;
-	rx->free_m = rx->hist_from;
+	rx->hist.from = rx->free_p + size / 2;
+	rx->free_m = rx->hist.from;
 	rx->skew = 0;
 	/* Orders the counter loads before any load of the slots they cover. */
 	ck_pr_fence_load();
@@ -371,16 +373,14 @@ static inline int lmn__rx_ready_pull(const struct lmn__rx *rx, struct lmn__entry
 {
 	uint32_t c = ck_pr_load_32((uint32_t *)&rx->data_c), got;
 	uint64_t v;
-	const char *cell;
 
 	if (!lmn__published(databuf, l->ring_size, c, &v))
 		return 0;
 	got = lmn__entry_cell(v);
-	if (got < l->ring_depth) {
-		cell = lmn__cell(l, base, conv, dir,
-				 lmn__rx_as_guessed(got, lmn__rx_guess(rx, databuf, l->ring_size)));
-		__builtin_prefetch(cell + sizeof(struct lmn__envelope));
-	}
+	if (got < l->ring_depth)
+		__builtin_prefetch(lmn__payload(
+			l, base, conv, dir,
+			lmn__rx_as_guessed(got, lmn__rx_guess(rx, databuf, l->ring_size))));
 	return 1;
 }
 

@@ -22,7 +22,7 @@
  * at the last depth positions then knows the cell of the next one without
  * reading its slot, a line the consumer writes: reading the slots a line at
  * a time still cost a round trip about 20 ns (perf/README.md).  It keeps
- * that memory (tx->hist) for rings of up to LMN__TX_AHEAD cells, the
+ * that memory (tx->hist) for rings of up to LMN__HIST_DEPTH cells, the
  * default; deeper rings read the slots.
  *
  * The consumer publishes in the free ring's p_head (which an SPSC ring does
@@ -51,6 +51,31 @@ static inline bool lmn__free_in_order(uint32_t pos, uint32_t mark)
 static inline uint32_t lmn__free_past(uint32_t mark, uint32_t pos)
 {
 	return lmn__free_in_order(pos + 1, mark) ? pos + 1 : mark;
+}
+
+/* Does h know the cell of free position pos: the one at pos - depth? */
+static inline bool lmn__hist_knows(const struct lmn__free_hist *h, uint32_t pos, uint32_t depth)
+{
+	return depth <= LMN__HIST_DEPTH && lmn__free_in_order(pos, h->from);
+}
+
+static inline uint32_t lmn__hist_cell(const struct lmn__free_hist *h, uint32_t pos,
+				      uint32_t depth)
+{
+	return h->cell[pos & (depth - 1)];
+}
+
+/* Remember the cell of free position pos.  `from` is kept within a
+ * position of it once valid, so that it never drifts half a counter's
+ * range behind. */
+static inline void lmn__hist_note(struct lmn__free_hist *h, uint32_t pos, uint32_t depth,
+				  uint32_t cell)
+{
+	if (depth > LMN__HIST_DEPTH)
+		return;
+	h->cell[pos & (depth - 1)] = (uint16_t)cell;
+	if (lmn__free_in_order(pos, h->from))
+		h->from = pos + 1;
 }
 
 /* Producer: read the cells of the next free slots, up to LMN__TX_AHEAD of
@@ -99,22 +124,19 @@ static inline int lmn__tx_reserve(struct lmn__tx *tx, struct lmn__channel *ch,
 		if (p - tx->free_m > l->ring_size && lmn__free_in_order(p, tx->free_m))
 			tx->free_m = p;
 	}
-	if (l->ring_depth <= LMN__TX_AHEAD && lmn__free_in_order(tx->free_c, tx->free_m) &&
-	    lmn__free_in_order(tx->free_c, tx->hist_from)) {
-		/* The cell we took depth positions ago. */
-		*cell = tx->hist[tx->free_c & (l->ring_depth - 1)];
+	if (lmn__free_in_order(tx->free_c, tx->free_m) &&
+	    lmn__hist_knows(&tx->hist, tx->free_c, l->ring_depth)) {
+		/* The cell we took depth positions ago, which stays the one
+		 * remembered for this position. */
+		*cell = lmn__hist_cell(&tx->hist, tx->free_c, l->ring_depth);
+		tx->hist.from = tx->free_c + 1;
 		tx->ahead_i = tx->ahead_n = 0; /* positions moved past them */
 	} else {
 		if (tx->ahead_i == tx->ahead_n && lmn__tx_read_ahead(tx, freebuf, l) < 0)
 			return -EUCLEAN;
 		*cell = tx->ahead[tx->ahead_i++];
-		if (l->ring_depth <= LMN__TX_AHEAD)
-			tx->hist[tx->free_c & (l->ring_depth - 1)] = (uint16_t)*cell;
+		lmn__hist_note(&tx->hist, tx->free_c, l->ring_depth, *cell);
 	}
-	/* Kept within a position of free_c once valid, so that it never
-	 * drifts half a counter's range behind. */
-	if (lmn__free_in_order(tx->free_c, tx->hist_from))
-		tx->hist_from = tx->free_c + 1;
 	tx->free_c++;
 	/* Orders the tail and slot loads before the head store that lets
 	 * the consumer fill the slot again, and before the caller's stores
@@ -140,15 +162,10 @@ static inline void lmn__rx_return(struct lmn__rx *rx, struct ck_ring_buffer *fre
 				  const struct lmn__layout *l, uint32_t cell)
 {
 	ck_pr_store_ptr(&freebuf[rx->free_p & (l->ring_size - 1)].value, (void *)(uintptr_t)cell);
-	if (l->ring_depth <= LMN__TX_AHEAD) {
-		uint32_t k = rx->free_p & (l->ring_depth - 1);
-
-		if (!lmn__free_in_order(rx->free_p, rx->hist_from) || rx->hist[k] != cell)
-			rx->free_m = lmn__free_past(rx->free_m, rx->free_p);
-		else
-			rx->hist_from = rx->free_p + 1; /* kept near, as tx's */
-		rx->hist[k] = (uint16_t)cell;
-	}
+	if (!lmn__hist_knows(&rx->hist, rx->free_p, l->ring_depth) ||
+	    lmn__hist_cell(&rx->hist, rx->free_p, l->ring_depth) != cell)
+		rx->free_m = lmn__free_past(rx->free_m, rx->free_p);
+	lmn__hist_note(&rx->hist, rx->free_p, l->ring_depth, cell);
 	rx->free_p++;
 }
 

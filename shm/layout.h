@@ -360,5 +360,11 @@ static inline char *lmn__cell(const struct lmn__layout *l, void *base, uint32_t 
 	uint64_t idx = ((uint64_t)conv * 2 + dir) * l->ring_depth + cell;
 	return (char *)base + l->off_cells + idx * l->cell_size;
 }
+/* The payload of a cell: after its header line. */
+static inline char *lmn__payload(const struct lmn__layout *l, void *base, uint32_t conv,
+				 unsigned dir, uint32_t cell)
+{
+	return lmn__cell(l, base, conv, dir, cell) + sizeof(struct lmn__envelope);
+}
 
 #endif

@@ -312,7 +312,7 @@ START_TEST(free_cells_follow_the_mark)
 		switch (rand_r(&seed) % 3) {
 		case 0:
 			computed += lmn__free_in_order(tx.free_c, tx.free_m) &&
-				    lmn__free_in_order(tx.free_c, tx.hist_from);
+				    lmn__hist_knows(&tx.hist, tx.free_c, l->ring_depth);
 			r = lmn__tx_reserve(&tx, &f.c->inbox, fb, l, &cell);
 			if (r == -EAGAIN)
 				break;
@@ -351,7 +351,7 @@ START_TEST(free_cells_follow_the_mark)
 	ck_assert_uint_gt(taken, 5000);
 	ck_assert_uint_gt(computed, 100);
 	ck_assert(lmn__free_in_order(tx.free_c, tx.free_m) &&
-		  lmn__free_in_order(tx.free_c, tx.hist_from));
+		  lmn__hist_knows(&tx.hist, tx.free_c, l->ring_depth));
 	close_fixture(&f);
 }
 END_TEST
