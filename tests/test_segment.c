@@ -7,11 +7,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <ck_pr.h>
@@ -356,6 +358,66 @@ START_TEST(free_cells_follow_the_mark)
 }
 END_TEST
 
+/* A producer killed between taking a free cell and publishing it leaves
+ * that cell's free position with no data position: from then on the
+ * consumer's guess of the next cell (lmn__rx_guess) is one position off,
+ * until lmn__rx_reguess finds where the cells went and the guesses are
+ * right again.  One wrong guess, then right ones; whatever the guess, the
+ * cell used is the one the entry names. */
+START_TEST(guess_follows_a_take_lost_with_its_producer)
+{
+	struct fixture f;
+	const struct lmn__layout *l;
+	struct lmn__entry *db;
+	struct ck_ring_buffer *fb;
+	struct lmn__tx tx;
+	struct lmn__rx rx;
+	uint32_t cell, got, guess;
+	unsigned int wrong = 0;
+	int status;
+	pid_t pid;
+
+	open_buffering(&f);
+	l = &f.bus->l;
+	db = lmn__databuf(l, f.bus->base, f.conv->idx, 1);
+	fb = lmn__freebuf(l, f.bus->base, f.conv->idx, 1);
+	ck_assert_int_eq(lmn__rx_attach(&rx, &f.c->inbox, l->ring_size), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		struct lmn__tx dying;
+		uint32_t c;
+
+		if (lmn__tx_attach(&dying, &f.c->inbox, db, l->ring_size) < 0 ||
+		    lmn__tx_reserve(&dying, &f.c->inbox, fb, l, &c) < 0)
+			_exit(1);
+		raise(SIGKILL);
+		_exit(2);
+	}
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+	/* A new producer end takes over from the counters the dead one left. */
+	ck_assert_int_eq(lmn__tx_attach(&tx, &f.c->inbox, db, l->ring_size), 0);
+	for (int i = 0; i < 64; i++) {
+		const struct lmn__entry *e;
+
+		ck_assert_int_eq(lmn__tx_reserve(&tx, &f.c->inbox, fb, l, &cell), 0);
+		lmn__tx_publish(&tx, &f.c->inbox, db, l, cell, (uint64_t)i + 1, 0, 0);
+		guess = lmn__rx_guess(&rx, db, l->ring_size);
+		ck_assert_int_eq(lmn__rx_peek(&rx, &f.c->inbox, db, l, i % 2, &got, &e), 0);
+		ck_assert_uint_eq(got, cell);
+		ck_assert_uint_eq(ck_pr_load_64(&e->id), (uint64_t)i + 1);
+		wrong += guess != got;
+		lmn__rx_advance(&rx, &f.c->inbox);
+		lmn__rx_return(&rx, fb, l, got);
+		ck_assert_int_eq(lmn__rx_flush(&rx, &f.c->inbox, l->ring_depth), 1);
+	}
+	ck_assert_uint_eq(wrong, 1);
+	ck_assert_uint_eq(rx.skew, 1);
+	close_fixture(&f);
+}
+END_TEST
+
 START_TEST(damaged_envelope_length)
 {
 	struct fixture f;
@@ -466,6 +528,7 @@ int main(void)
 	tcase_add_test(tc, reattached_producer_counts_an_uncounted_entry);
 	tcase_add_test(tc, damaged_envelope_length);
 	tcase_add_test(tc, free_cells_follow_the_mark);
+	tcase_add_test(tc, guess_follows_a_take_lost_with_its_producer);
 	tcase_add_test(tc, damaged_phase);
 	tcase_add_test(tc, server_survives_damaged_request);
 	tcase_add_test(tc, stray_bits_and_unterminated_names);
