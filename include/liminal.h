@@ -44,8 +44,13 @@ struct lmn_bus_config {
 	uint32_t ring_depth;    /* cells per ring, power of two, default 8, at most 4096 */
 	uint32_t max_message;   /* largest payload in bytes, default 4096, at most 16 MiB */
 	uint32_t mode;          /* file mode of the segment, default 0600 */
-	uint32_t reserved[3];   /* must be zero */
+	uint32_t flags;         /* LMN_BUS_KEEP, or 0 */
+	uint32_t reserved[2];   /* must be zero */
 };
+
+/* lmn_bus_config.flags: never replace this bus, even once every process on
+ * it is gone; only lmn_bus_unlink() removes it. */
+#define LMN_BUS_KEEP (1u << 0)
 
 /* What happens to a conversation when its server dies.  There is no default:
  * a conversation config must name one. */
@@ -152,7 +157,9 @@ struct lmn_bus_stat {
 	uint64_t crashes;             /* deaths handled since creation */
 	pid_t creator_pid;
 	uint64_t created_ns;          /* CLOCK_REALTIME */
-	uint32_t reserved[8];
+	uint32_t flags;               /* as created: LMN_BUS_KEEP, or 0 */
+	uint32_t creator_alive;       /* 1 while the creating process runs */
+	uint32_t reserved[6];
 };
 
 /* Buses. */

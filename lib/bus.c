@@ -24,7 +24,9 @@
 #define MAX_SPIN_NS 1000000000u
 
 /* Is anyone alive on the bus at path: its creator, or any participant?  A
- * file that is not a valid bus counts as live: it is not ours to remove. */
+ * file that is not a valid bus counts as live: it is not ours to remove;
+ * so does a bus made to be kept (LMN_BUS_KEEP), whose creator is usually
+ * gone by design (liminal create). */
 static bool bus_is_live(const char *path)
 {
 	struct lmn__layout l;
@@ -50,7 +52,8 @@ static bool bus_is_live(const char *path)
 		live = true;
 		goto out;
 	}
-	if (lmn__proc_alive(h->creator_pid, h->creator_start, 0, NULL)) {
+	if ((ck_pr_load_32(&h->flags) & LMN_BUS_KEEP) ||
+	    lmn__proc_alive(h->creator_pid, h->creator_start, 0, NULL)) {
 		live = true;
 		goto out;
 	}
@@ -91,7 +94,7 @@ LMN_EXPORT int lmn_bus_create(const char *name, const struct lmn_bus_config *con
 			if (cfg.reserved[i])
 				return -EINVAL;
 	}
-	if (cfg.mode & ~0777u)
+	if ((cfg.mode & ~0777u) || (cfg.flags & ~LMN_BUS_KEEP))
 		return -EINVAL;
 	r = lmn__layout_compute(&l, cfg.participants ? cfg.participants : DEFAULT_PARTICIPANTS,
 				cfg.conversations ? cfg.conversations : DEFAULT_CONVERSATIONS,
@@ -136,6 +139,7 @@ LMN_EXPORT int lmn_bus_create(const char *name, const struct lmn_bus_config *con
 	}
 	lmn__layout_init_header(&l, base, cfg.mode ? cfg.mode : 0600);
 	lmn__hdr(base)->creator_start = lmn__proc_start_time(getpid());
+	lmn__hdr(base)->flags = cfg.flags;
 	munmap(base, sizeof(struct lmn__header));
 	for (int attempt = 0;; attempt++) {
 		if (link(tmp, path) == 0)

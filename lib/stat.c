@@ -38,6 +38,11 @@ void lmn__stat_fill(const struct lmn__layout *lp, void *base, struct lmn_bus_sta
 	s.ring_depth = l.ring_depth;
 	s.creator_pid = ck_pr_load_32((uint32_t *)&h->creator_pid);
 	s.created_ns = ck_pr_load_64(&h->created_ns);
+	/* Only the flags this build knows: the rest is damage. */
+	s.flags = ck_pr_load_32(&h->flags) & LMN_BUS_KEEP;
+	/* The library's own test (start time, and exited counts as dead even
+	 * before the parent reaps it), not kill(2), which a zombie passes. */
+	s.creator_alive = lmn__proc_alive(s.creator_pid, ck_pr_load_64(&h->creator_start), 0, NULL);
 	for (uint32_t i = 0; i < l.participants; i++) {
 		struct lmn__participant *p = lmn__part(&l, base, i);
 		uint64_t w = ck_pr_load_64(&p->slot);

@@ -87,7 +87,7 @@ struct lmn__header {
 	uint64_t off_convs;
 	uint64_t off_cells;
 	int32_t creator_pid;
-	uint32_t pad0;
+	uint32_t flags; /* LMN_BUS_KEEP, or 0: lmn_bus_config.flags */
 	uint64_t created_ns; /* CLOCK_REALTIME */
 	uint64_t creator_start; /* field 22 of the creator's /proc/PID/stat */
 	/* Where to start looking for a free conversation slot.  Only a hint:

@@ -163,6 +163,8 @@ expect 0 "ls --json" "$L" ls --json
 check "ls --json: both buses" '[.buses[].name] == ["t1","t2"]'
 check "ls --json: t2 as created" '.buses[1] | .participants.total == 8 and .conversations.total == 16 and .cells.total == 128'
 check "ls --json: figures of t1" '.buses[0] | .size > 0 and .participants.used == 0 and .participants.dead == 0 and (.creator.pid | type) == "number" and .created_ns > 0'
+check "ls --json: made by create, kept, its creator gone" '.buses[0] | .kept == true and .creator.alive == false'
+refuse 1 "create a kept bus again" "bus 't1': File exists" "$L" create t1
 LIMINAL_DIR=$LIMINAL_DIR/nowhere refuse 1 "ls of a missing directory" "No such file or directory" "$L" ls
 
 # ------------------------------------------------------------ serve, call
@@ -239,7 +241,7 @@ while :; do
 	tries=$((tries + 1))
 	if [ $tries -gt 20000 ]; then bad "status sees the call in flight"; break; fi
 done
-check "status --json: the bus" '.bus.name == "t1" and .bus.ring_depth == 8 and .bus.max_message == 4096'
+check "status --json: the bus" '.bus.name == "t1" and .bus.ring_depth == 8 and .bus.max_message == 4096 and .bus.kept == true and .bus.creator.alive == false'
 check "status --json: participants" "[.participants[].name] | contains([\"$srv_name\", \"$srv2_name\"])"
 check "status --json: the server's services" ".participants[] | select(.name == \"$srv_name\") | .services == [\"echo\"] and .health == \"alive\" and .serving == 1"
 check "status --json: services and servers" ".services | map({(.name): .servers}) | add | .echo == [\"$srv_name\"] and .other == [\"$srv2_name\"]"
@@ -247,6 +249,7 @@ check "status --json: the conversation" ".conversations[0] | (.initiator | start
 check "status --json: memory" '.memory.participants.used == 3 and .memory.conversations.used == 1 and .memory.cells.used >= 1 and .memory.cells.total == 4096'
 expect 0 "status" "$L" status t1
 grep -q "^participants (3/64)" "$work/out" && grep -q "$srv_name" "$work/out" && grep -q " active " "$work/out" || bad "status shows participants and the conversation"
+grep -q "^bus t1: .* (gone), kept until removed$" "$work/out" || bad "status says the bus is kept"
 
 expect 0 "top --json, piped: one snapshot" "$L" top t1 --json --interval 20
 [ "$(wc -l <"$work/out")" -eq 1 ] || bad "top --json prints one line when piped"

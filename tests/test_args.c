@@ -207,9 +207,10 @@ START_TEST(test_bus_create_config)
 		struct lmn_bus_config cfg;
 		const char *why;
 	} bad[] = {
-		{{.reserved = {1, 0, 0}}, "reserved[0]"},
-		{{.reserved = {0, 1, 0}}, "reserved[1]"},
-		{{.reserved = {0, 0, 0x80000000u}}, "reserved[2]"},
+		{{.reserved = {1, 0}}, "reserved[0]"},
+		{{.reserved = {0, 0x80000000u}}, "reserved[1]"},
+		{{.flags = LMN_BUS_KEEP << 1}, "unknown flag"},
+		{{.flags = UINT32_MAX}, "every flag"},
 		{{.mode = 01000}, "sticky mode bit"},
 		{{.mode = 02600}, "setgid mode bit"},
 		{{.mode = 04600}, "setuid mode bit"},

@@ -87,8 +87,9 @@ START_TEST(config_is_checked)
 		lmn_bus_create(name, &(struct lmn_bus_config){.max_message = (16u << 20) + 1}),
 		-EINVAL);
 	ck_assert_int_eq(lmn_bus_create(name, &(struct lmn_bus_config){.mode = 01777}), -EINVAL);
-	ck_assert_int_eq(lmn_bus_create(name, &(struct lmn_bus_config){.reserved = {0, 0, 1}}),
+	ck_assert_int_eq(lmn_bus_create(name, &(struct lmn_bus_config){.reserved = {0, 1}}),
 			 -EINVAL);
+	ck_assert_int_eq(lmn_bus_create(name, &(struct lmn_bus_config){.flags = 2}), -EINVAL);
 	/* Nothing was left behind by the refusals. */
 	ck_assert_int_eq(lmn_bus_unlink(name), -ENOENT);
 }

@@ -605,6 +605,66 @@ START_TEST(stale_bus_recreated)
 }
 END_TEST
 
+/* A bus made to be kept (as liminal create makes it) outlives its creator
+ * and every participant: create does not replace it, whatever its config,
+ * join takes it up, and only unlink removes it.  Its stat tells the flag,
+ * and that the creator is gone as soon as it has exited, before its parent
+ * reaps it. */
+static int keeper_main(void *p)
+{
+	const char *name = p;
+	lmn_bus *bus;
+
+	if (lmn_bus_create(name, &(struct lmn_bus_config){.conversations = 4,
+							  .max_message = 65536,
+							  .flags = LMN_BUS_KEEP}) < 0 ||
+	    lmn_bus_join(name, "lonely", &bus) < 0)
+		return 40;
+	raise(SIGKILL);
+	return 41;
+}
+
+START_TEST(kept_bus_outlives_its_processes)
+{
+	const char *name = th_bus_name();
+	struct lmn_bus_stat st;
+	struct pollfd pfd = {.events = POLLIN};
+	lmn_bus *bus;
+	pid_t pid = th_fork(keeper_main, (void *)name);
+
+	/* Exited, not reaped: a zombie, which kill(2) would call alive. */
+	pfd.fd = (int)syscall(SYS_pidfd_open, pid, 0);
+	ck_assert_int_ge(pfd.fd, 0);
+	ck_assert_int_eq(poll(&pfd, 1, TH_TIMEOUT_MS), 1);
+	close(pfd.fd);
+	ck_assert_int_eq(lmn_bus_stat(name, &st), 0);
+	ck_assert_uint_eq(st.flags, LMN_BUS_KEEP);
+	ck_assert_int_eq(st.creator_pid, pid);
+	ck_assert_uint_eq(st.creator_alive, 0);
+	ck_assert_uint_eq(st.participants_dead, 1);
+	ck_assert_int_eq(lmn_bus_create(name, NULL), -EEXIST);
+	ck_assert_int_eq(th_wait(pid, TH_TIMEOUT_MS), -1);
+	ck_assert_int_eq(lmn_bus_create(name, NULL), -EEXIST);
+	ck_assert_int_eq(lmn_bus_create(name, &(struct lmn_bus_config){.flags = LMN_BUS_KEEP}),
+			 -EEXIST);
+	/* Still the first bus, with its sizes; joining reclaims the dead. */
+	ck_assert_int_eq(lmn_bus_join(name, "lonely", &bus), 0);
+	ck_assert_int_eq(lmn_bus_stat(name, &st), 0);
+	ck_assert_uint_eq(st.max_message, 65536);
+	ck_assert_uint_eq(st.participants_dead, 0);
+	lmn_bus_leave(bus);
+	ck_assert_int_eq(lmn_bus_create(name, NULL), -EEXIST);
+	/* Removed by name, then made anew: not kept, and its creator is us. */
+	ck_assert_int_eq(lmn_bus_unlink(name), 0);
+	ck_assert_int_eq(lmn_bus_create(name, NULL), 0);
+	ck_assert_int_eq(lmn_bus_stat(name, &st), 0);
+	ck_assert_uint_eq(st.flags, 0);
+	ck_assert_int_eq(st.creator_pid, getpid());
+	ck_assert_uint_eq(st.creator_alive, 1);
+	ck_assert_uint_eq(st.max_message, 4096);
+}
+END_TEST
+
 /* Exit watches: exactly one notification, pollable, replayed when the exit
  * came first; a clean leave is an exit too. */
 static int leaver_main(void *p)
@@ -847,6 +907,7 @@ int main(void)
 	tcase_add_test(tc, initiator_death_tells_server);
 	tcase_add_test(tc, same_name_restart);
 	tcase_add_test(tc, stale_bus_recreated);
+	tcase_add_test(tc, kept_bus_outlives_its_processes);
 	tcase_add_test(tc, watches_fire_once);
 	tcase_add_test(tc, recycled_pid_not_mistaken);
 	tcase_add_test(tc, reroute_sees_a_request_beyond_the_tail);

@@ -32,6 +32,10 @@ int lmn_tool_create(int argc, char **argv)
 			  "[--max-message BYTES] [--mode OCTAL]");
 	if (r)
 		return lmn_tool_args_exit(r);
+	/* Made from the shell, it outlives this command by design: an
+	 * application's lmn_bus_create() must find it (-EEXIST), not
+	 * replace it as the bus of a crashed creator. */
+	cfg.flags = LMN_BUS_KEEP;
 	r = lmn_bus_create(pos[0], &cfg);
 	if (r < 0)
 		return lmn_tool_fail("create", pos[0], r);
@@ -132,7 +136,6 @@ int lmn_tool_ls(int argc, char **argv)
 	}
 	for (size_t i = 0; i < count; i++) {
 		struct lmn_bus_stat st;
-		bool creator_alive;
 		char size[16], created[32], creator[32];
 
 		r = lmn_bus_stat(names[i], &st);
@@ -150,7 +153,6 @@ int lmn_tool_ls(int argc, char **argv)
 			free(names[i]);
 			continue;
 		}
-		creator_alive = lmn_tool_pid_alive(st.creator_pid);
 		if (json) {
 			lmn_json_begin_obj(&j);
 			lmn_json_key(&j, "name");
@@ -176,8 +178,10 @@ int lmn_tool_ls(int argc, char **argv)
 			lmn_json_key(&j, "pid");
 			lmn_json_i64(&j, st.creator_pid);
 			lmn_json_key(&j, "alive");
-			lmn_json_bool(&j, creator_alive);
+			lmn_json_bool(&j, st.creator_alive);
 			lmn_json_end_obj(&j);
+			lmn_json_key(&j, "kept");
+			lmn_json_bool(&j, st.flags & LMN_BUS_KEEP);
 			lmn_json_key(&j, "created_ns");
 			lmn_json_u64(&j, st.created_ns);
 			lmn_json_key(&j, "leaves");
@@ -195,7 +199,7 @@ int lmn_tool_ls(int argc, char **argv)
 			snprintf(convs, sizeof(convs), "%u/%u", st.conversations_used,
 				 st.conversations_total);
 			snprintf(creator, sizeof(creator), "%d%s", (int)st.creator_pid,
-				 creator_alive ? "" : " (gone)");
+				 st.creator_alive ? "" : " (gone)");
 			printf("%-24s %8s %12s %5u %13s %-14s %s\n", names[i], size, parts,
 			       st.participants_dead, convs, creator, created);
 		}

@@ -146,8 +146,10 @@ static void status_json(const struct lmn__insp *s)
 	lmn_json_key(&j, "pid");
 	lmn_json_i64(&j, s->stat.creator_pid);
 	lmn_json_key(&j, "alive");
-	lmn_json_bool(&j, lmn_tool_pid_alive(s->stat.creator_pid));
+	lmn_json_bool(&j, s->stat.creator_alive);
 	lmn_json_end_obj(&j);
+	lmn_json_key(&j, "kept");
+	lmn_json_bool(&j, s->stat.flags & LMN_BUS_KEEP);
 	lmn_json_key(&j, "ring_depth");
 	lmn_json_u64(&j, s->stat.ring_depth);
 	lmn_json_key(&j, "max_message");
@@ -224,9 +226,10 @@ static void status_text(const struct lmn__insp *s)
 
 	lmn_tool_size(s->stat.size, size, sizeof(size));
 	lmn_tool_time(s->stat.created_ns, when, sizeof(when));
-	printf("bus %s: %s (%llu bytes), created %s by pid %d%s\n", s->name, size,
+	printf("bus %s: %s (%llu bytes), created %s by pid %d%s%s\n", s->name, size,
 	       (unsigned long long)s->stat.size, when, (int)s->stat.creator_pid,
-	       lmn_tool_pid_alive(s->stat.creator_pid) ? "" : " (gone)");
+	       s->stat.creator_alive ? "" : " (gone)",
+	       s->stat.flags & LMN_BUS_KEEP ? ", kept until removed" : "");
 	printf("  ring depth %u, max message %u bytes\n", s->stat.ring_depth, s->stat.max_message);
 
 	/* Names run to 63 characters: columns as wide as the longest. */

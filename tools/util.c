@@ -1,7 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* What the verbs share: options, error lines, sizes, times. */
 #include <errno.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -181,8 +180,3 @@ void lmn_tool_age(uint64_t ns, char *buf, size_t cap)
 		snprintf(buf, cap, "%llud%02lluh", t / 86400, t / 3600 % 24);
 }
 
-bool lmn_tool_pid_alive(pid_t pid)
-{
-	/* EPERM: alive, and someone else's. */
-	return pid > 0 && (kill(pid, 0) == 0 || errno == EPERM);
-}

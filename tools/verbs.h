@@ -69,8 +69,6 @@ void lmn_tool_time(uint64_t ns, char *buf, size_t cap);
 double lmn_tool_age_s(uint64_t ns);
 void lmn_tool_age(uint64_t ns, char *buf, size_t cap);
 uint64_t lmn_tool_realtime_ns(void);
-/* Is process pid there (ours or not)? */
-bool lmn_tool_pid_alive(pid_t pid);
 
 /* Words for the library's enums, as --json and the tables print them. */
 #include "liminal.h"
