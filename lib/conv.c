@@ -47,16 +47,21 @@ void lmn__conv_wake_all(struct lmn__conv *c)
 
 /* Tell the conversation's current server that something changed on it.
  * One full fence orders the caller's stores (a published request, a phase)
- * before every load below.  A sender passes unless_polling: while the server
- * polls this conversation (server_polling, cleared by the server before its
- * last look at the ring) the marks and the doorbell are not needed. */
+ * before every load below; a caller that counts (count not NULL) has the
+ * fence add one to its counter.  A sender passes unless_polling: while the
+ * server polls this conversation (server_polling, cleared by the server
+ * before its last look at the ring) the marks and the doorbell are not
+ * needed. */
 void lmn__conv_ring_server(const struct lmn__layout *l, void *base, struct lmn__conv *c,
-			   uint32_t idx, bool unless_polling)
+			   uint32_t idx, bool unless_polling, uint64_t *count)
 {
 	uint32_t server;
 	struct lmn__participant *p;
 
-	lmn__fence_full();
+	if (count)
+		lmn__fence_full_counting(count);
+	else
+		lmn__fence_full();
 	if (unless_polling && ck_pr_load_32(&c->server_polling))
 		return;
 	server = ck_pr_load_32(&c->server);
@@ -341,7 +346,7 @@ static int conv_close(struct lmn_conv *conv)
 	}
 	lmn__conv_wake_all(c);
 	if (!conv->buffering)
-		lmn__conv_ring_server(&conv->bus->l, conv->bus->base, c, conv->idx, false);
+		lmn__conv_ring_server(&conv->bus->l, conv->bus->base, c, conv->idx, false, NULL);
 	return 0;
 }
 

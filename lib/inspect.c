@@ -127,6 +127,8 @@ static void take_part(const struct lmn__layout *l, void *base, uint32_t i,
 	ino = ck_pr_load_64(&p->pidfs_ino);
 	out->joined_ns = ck_pr_load_64(&p->joined_ns);
 	out->serving = ck_pr_load_32(&p->serving);
+	out->sent = ck_pr_load_64(&p->sent);
+	out->served = ck_pr_load_64(&p->served);
 	copy_name(out->name, p->name);
 	for (uint32_t s = 0; s < LMN__SERVICES && s < 8; s++) {
 		char svc[LMN_NAME_MAX + 1];

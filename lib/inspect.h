@@ -37,6 +37,8 @@ struct lmn__insp_part {
 	char services[8][LMN_NAME_MAX + 1];
 	uint32_t serving;   /* conversations it serves now */
 	uint64_t joined_ns; /* CLOCK_REALTIME */
+	uint64_t sent;      /* requests sent since it joined */
+	uint64_t served;    /* requests taken since it joined */
 };
 
 struct lmn__insp_conv {

@@ -123,6 +123,7 @@ LMN_EXPORT int lmn_send(lmn_conv *conv, const void *data, size_t len, unsigned i
 	struct lmn__channel *ch;
 	struct lmn__conv *c = NULL;
 	unsigned dir;
+	uint64_t *sent;
 	uint32_t cell;
 	bool spun = false;
 	int r;
@@ -205,7 +206,11 @@ LMN_EXPORT int lmn_send(lmn_conv *conv, const void *data, size_t len, unsigned i
 	lmn__tx_publish(&conv->tx, ch, lmn__databuf(&bus->l, bus->base, conv->idx, dir),
 			&bus->l, cell, ++conv->next_id, 0, (uint32_t)len);
 	ck_pr_store_64(&c->sent, c->sent + 1);
+	/* Our participant's total, for liminal top.  Other threads of ours
+	 * may send on other conversations: atomic adds. */
+	sent = &lmn__part(&bus->l, bus->base, bus->self_idx)->sent;
 	if (dir) {
+		ck_pr_inc_64(sent);
 		if (lmn__word_signal(&ch->data_word))
 			lmn__wake(&ch->data_word);
 	} else {
@@ -215,7 +220,8 @@ LMN_EXPORT int lmn_send(lmn_conv *conv, const void *data, size_t len, unsigned i
 		 * server, and a store on every send would bounce it. */
 		if (ck_pr_load_int(&ch->producer_cpu) != cpu)
 			ck_pr_store_int(&ch->producer_cpu, cpu);
-		lmn__conv_ring_server(&bus->l, bus->base, c, conv->idx, true);
+		/* The handshake's fence counts the request. */
+		lmn__conv_ring_server(&bus->l, bus->base, c, conv->idx, true, sent);
 	}
 	return 0;
 }

@@ -131,7 +131,7 @@ static void reroute(const struct lmn__layout *l, void *base, struct lmn__conv *c
 		lmn__server_departed(l, base, idx, gen, ns, ngen,
 				     lmn__part_exit_health(l, base, ns, ngen));
 	else
-		lmn__conv_ring_server(l, base, c, idx, false);
+		lmn__conv_ring_server(l, base, c, idx, false, NULL);
 	/* Cells given back above may be what a blocked sender waits for. */
 	if (lmn__word_signal(&c->cmd.free_word))
 		lmn__wake(&c->cmd.free_word);
@@ -221,7 +221,7 @@ void lmn__initiator_departed(const struct lmn__layout *l, void *base, uint32_t i
 	/* The server learns through its ready bitmap, and drops its own
 	 * reference when it releases the notice. */
 	if (ck_pr_load_32(&c->server) < l->participants)
-		lmn__conv_ring_server(l, base, c, idx, false);
+		lmn__conv_ring_server(l, base, c, idx, false, NULL);
 	lmn__conv_unref(l, base, idx, gen, LMN__REF_INITIATOR);
 }
 

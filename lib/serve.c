@@ -157,6 +157,7 @@ static int hand_out(struct lmn_bus *bus, struct lmn__conv *c, uint32_t idx, uint
 								      cell);
 	uint32_t len = ck_pr_load_32(&env->length);
 	struct lmn_msg *m = len <= bus->l.max_message ? lmn__msg_alloc(bus) : NULL;
+	struct lmn__participant *self;
 
 	if (!m) {
 		lmn__serve_give_back(bus, c, idx, e, cell);
@@ -171,6 +172,9 @@ static int hand_out(struct lmn_bus *bus, struct lmn__conv *c, uint32_t idx, uint
 	m->data = env + 1;
 	c->server_held++;
 	ck_pr_store_64(&c->served, c->served + 1);
+	/* Under the bus lock, as every take: a plain add. */
+	self = lmn__part(&bus->l, bus->base, bus->self_idx);
+	ck_pr_store_64(&self->served, self->served + 1);
 	bus->last_peer_cpu = ck_pr_load_32((uint32_t *)&c->cmd.producer_cpu);
 	/* The initiator is a peer we now depend on: hear of its death (once
 	 * per conversation, not per request). */

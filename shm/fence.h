@@ -23,6 +23,8 @@
 #ifndef LMN_SHM_FENCE_H
 #define LMN_SHM_FENCE_H
 
+#include <stdint.h>
+
 #include <ck_pr.h>
 
 static inline void lmn__fence_full(void)
@@ -32,6 +34,20 @@ static inline void lmn__fence_full(void)
 
 	__asm__ __volatile__("lock orl $0, %0" : "+m"(here) : : "memory", "cc");
 #else
+	ck_pr_fence_memory();
+#endif
+}
+
+/* The same barrier, made of an atomic add of one to *counter (which other
+ * threads may add to as well): on x86-64 the locked add is the barrier, so
+ * a count kept where a fence is needed anyway costs nothing more than the
+ * fence; elsewhere, the add and then ck's fence. */
+static inline void lmn__fence_full_counting(uint64_t *counter)
+{
+#if defined(__x86_64__)
+	__asm__ __volatile__("lock incq %0" : "+m"(*counter) : : "memory", "cc");
+#else
+	ck_pr_inc_64(counter);
 	ck_pr_fence_memory();
 #endif
 }

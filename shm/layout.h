@@ -139,6 +139,12 @@ struct lmn__participant {
 	/* Conversations served now; opens pick the live server with the
 	 * fewest.  Changed by openers (increment) and closers (decrement). */
 	uint32_t serving __attribute__((aligned(LMN__CACHELINE)));
+	/* Requests this tenant sent as an initiator, and took as a server,
+	 * since it joined: for liminal top, whose totals must not fall when a
+	 * conversation ends.  Written only by the tenant, one add per message,
+	 * in a line that others write only when they open or close. */
+	uint64_t sent;
+	uint64_t served;
 	/* The doorbell: a server blocked in lmn_next() sleeps on it; a sender
 	 * rings it after it marked its conversation ready. */
 	uint32_t doorbell __attribute__((aligned(LMN__CACHELINE)));

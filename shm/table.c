@@ -136,6 +136,8 @@ int lmn__part_claim(const struct lmn__layout *l, void *base, const char *name, i
 	memcpy(p->name, name, strlen(name));
 	memset(p->services, 0, sizeof(p->services));
 	ck_pr_store_32(&p->serving, 0);
+	ck_pr_store_64(&p->sent, 0);
+	ck_pr_store_64(&p->served, 0);
 	ck_pr_store_32(&p->doorbell, (ck_pr_load_32(&p->doorbell) + LMN__WORD_SEQ) &
 					     ~LMN__WORD_SLEEPER);
 	p->doorbell_cpu = -1;

@@ -254,6 +254,9 @@ grep -q "^bus t1: .* (gone), kept until removed$" "$work/out" || bad "status say
 expect 0 "top --json, piped: one snapshot" "$L" top t1 --json --interval 20
 [ "$(wc -l <"$work/out")" -eq 1 ] || bad "top --json prints one line when piped"
 check "top --json: the conversation and the rates" ".conversations[0].sent == 1 and (.conversations[0].sent_per_s | type) == \"number\" and ([.participants[].name] | contains([\"$srv_name\"])) and .interval_s > 0"
+# Six calls were answered by the first server, on conversations closed
+# since: its total counts them still.
+check "top --json: a server's total outlives its conversations" ".participants[] | select(.name == \"$srv_name\") | .served == 6 and .sent == 0 and .served_per_s == 0"
 expect 0 "top --count 2" "$L" top t1 --json --interval 20 --count 2
 [ "$(wc -l <"$work/out")" -eq 2 ] || bad "top --count 2 prints two snapshots"
 expect 0 "top, piped" "$L" top t1 --interval 20

@@ -46,18 +46,14 @@ static double per_s(uint64_t now, uint64_t before, double dt)
 	return now >= before && dt > 0 ? (double)(now - before) / dt : 0.0;
 }
 
-/* What a participant sent (as initiator) and served, summed over the open
- * conversations of a picture. */
-static void part_totals(const struct lmn__insp *s, const char *name, uint64_t *sent,
-			uint64_t *served)
+/* The same tenant of a participant slot in another picture, if any. */
+static const struct lmn__insp_part *find_part(const struct lmn__insp *s,
+					      const struct lmn__insp_part *p)
 {
-	*sent = *served = 0;
-	for (uint32_t i = 0; i < s->n_convs; i++) {
-		if (!strcmp(s->convs[i].initiator, name))
-			*sent += s->convs[i].sent;
-		if (!s->convs[i].buffering && !strcmp(s->convs[i].server, name))
-			*served += s->convs[i].served;
-	}
+	for (uint32_t i = 0; i < s->n_parts; i++)
+		if (s->parts[i].slot == p->slot && s->parts[i].gen == p->gen)
+			return &s->parts[i];
+	return NULL;
 }
 
 static void snapshot(const struct lmn__insp *a, const struct lmn__insp *b, double dt, bool json,
@@ -132,15 +128,14 @@ static void snapshot(const struct lmn__insp *a, const struct lmn__insp *b, doubl
 	}
 	for (uint32_t i = 0; i < b->n_parts; i++) {
 		const struct lmn__insp_part *p = &b->parts[i];
-		uint64_t s1, v1, s0, v0;
-		double rs, rv;
+		const struct lmn__insp_part *o = find_part(a, p);
+		/* Counted by the participant since it joined, so conversations
+		 * that ended between the pictures still count; a participant
+		 * new in the second one counts from zero. */
+		uint64_t s1 = p->sent, v1 = p->served;
+		double rs = per_s(s1, o ? o->sent : 0, dt);
+		double rv = per_s(v1, o ? o->served : 0, dt);
 
-		part_totals(b, p->name, &s1, &v1);
-		part_totals(a, p->name, &s0, &v0);
-		/* A conversation that closed between the pictures takes its
-		 * counts with it: no negative rates. */
-		rs = per_s(s1, s0, dt);
-		rv = per_s(v1, v0, dt);
 		if (json) {
 			lmn_json_begin_obj(&j);
 			lmn_tool_json_part(&j, p);
