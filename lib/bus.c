@@ -23,6 +23,29 @@
 #define DEFAULT_SPIN_NS 50000u
 #define MAX_SPIN_NS 1000000000u
 
+/* Open the bus file at path with flags, and fstat it into *st.  Never
+ * blocks: a FIFO put in a bus's place would hold an open for reading
+ * until someone wrote to it, and every liminal ls with it.  Anything but a
+ * regular file is not a bus: -EBADMSG. */
+static int open_bus_file(const char *path, int flags, struct stat *st)
+{
+	int fd = open(path, flags | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+
+	if (fd < 0)
+		return errno == EISDIR ? -EBADMSG : -errno; /* for writing */
+	if (fstat(fd, st) < 0) {
+		int r = -errno;
+
+		close(fd);
+		return r;
+	}
+	if (!S_ISREG(st->st_mode)) {
+		close(fd);
+		return -EBADMSG;
+	}
+	return fd;
+}
+
 /* Is anyone alive on the bus at path: its creator, or any participant?  A
  * file that is not a valid bus counts as live: it is not ours to remove;
  * so does a bus made to be kept (LMN_BUS_KEEP), whose creator is usually
@@ -36,10 +59,10 @@ static bool bus_is_live(const char *path)
 	void *base;
 	int fd;
 
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	fd = open_bus_file(path, O_RDONLY, &st);
 	if (fd < 0)
-		return errno != ENOENT;
-	if (fstat(fd, &st) < 0 || st.st_size < (off_t)sizeof(struct lmn__header)) {
+		return fd != -ENOENT;
+	if (st.st_size < (off_t)sizeof(struct lmn__header)) {
 		close(fd);
 		return true;
 	}
@@ -215,14 +238,9 @@ int lmn__bus_map(const char *name, bool writable, void **ret_base, struct lmn__l
 	r = lmn__bus_path(path, sizeof(path), name, "");
 	if (r < 0)
 		return r;
-	fd = open(path, (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+	fd = open_bus_file(path, writable ? O_RDWR : O_RDONLY, &st);
 	if (fd < 0)
-		return -errno;
-	if (fstat(fd, &st) < 0) {
-		r = -errno;
-		close(fd);
-		return r;
-	}
+		return fd;
 	if (st.st_size < (off_t)sizeof(struct lmn__header)) {
 		close(fd);
 		return -EBADMSG;

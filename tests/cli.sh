@@ -166,6 +166,13 @@ check "ls --json: figures of t1" '.buses[0] | .size > 0 and .participants.used =
 check "ls --json: made by create, kept, its creator gone" '.buses[0] | .kept == true and .creator.alive == false'
 refuse 1 "create a kept bus again" "bus 't1': File exists" "$L" create t1
 LIMINAL_DIR=$LIMINAL_DIR/nowhere refuse 1 "ls of a missing directory" "No such file or directory" "$L" ls
+# A FIFO under a bus's name would block a read-only open for good.
+mkfifo "$LIMINAL_DIR/liminal.fifo"
+expect 0 "ls beside a FIFO" "$L" ls
+grep -q "^fifo  *(Bad message)$" "$work/out" || bad "ls shows the FIFO as no bus"
+refuse 1 "create over a FIFO" "bus 'fifo': File exists" "$L" create fifo
+refuse 1 "call on a FIFO" "bus 'fifo': Bad message" "$L" call fifo echo hi
+rm "$LIMINAL_DIR/liminal.fifo"
 
 # ------------------------------------------------------------ serve, call
 refuse 2 "serve without --echo" "--echo" "$L" serve t1 echo

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "harness.h"
 
@@ -283,6 +284,30 @@ START_TEST(test_bus_unlink_and_join_unknown)
 			      (int)(b - bad_names_tab));
 	}
 	ck_assert_int_eq(lmn_bus_unlink(NULL), -EINVAL);
+	ck_assert_int_eq(dir_entries(), 0);
+}
+END_TEST
+
+/* Something other than a regular file under a bus's name is not a bus, and
+ * never blocks a call: a FIFO opened for reading would wait for a writer. */
+START_TEST(test_bus_not_a_file)
+{
+	const char *name = th_bus_name();
+	char path[PATH_MAX];
+	struct lmn_bus_stat st;
+	lmn_bus *bus = BUS_SENTINEL;
+
+	snprintf(path, sizeof(path), "%s/liminal.%s", getenv("LIMINAL_DIR"), name);
+	for (int kind = 0; kind < 2; kind++) {
+		ck_assert_int_eq(kind ? mkdir(path, 0700) : mkfifo(path, 0600), 0);
+		ck_assert_int_eq(lmn_bus_stat(name, &st), -EBADMSG);
+		ck_assert_int_eq(lmn_bus_gc(name), -EBADMSG);
+		ck_assert_int_eq(lmn_bus_join(name, "me", &bus), -EBADMSG);
+		ck_assert_ptr_eq(bus, BUS_SENTINEL);
+		/* Not ours to replace. */
+		ck_assert_int_eq(lmn_bus_create(name, NULL), -EEXIST);
+		ck_assert_int_eq(kind ? rmdir(path) : unlink(path), 0);
+	}
 	ck_assert_int_eq(dir_entries(), 0);
 }
 END_TEST
@@ -1107,6 +1132,7 @@ static Suite *args_suite(void)
 	tcase_add_test(tc, test_bus_create_names);
 	tcase_add_test(tc, test_bus_create_config);
 	tcase_add_test(tc, test_bus_unlink_and_join_unknown);
+	tcase_add_test(tc, test_bus_not_a_file);
 	tcase_add_test(tc, test_bus_join_args);
 	tcase_add_test(tc, test_bus_leave_null);
 	tcase_add_test(tc, test_bus_serve_args);
