@@ -120,12 +120,24 @@ static void claim(struct lmn_bus *bus, struct lmn__conv *c, uint32_t idx,
 	lmn__serve_flush_if_drained(bus, c, idx, e);
 }
 
-/* A damaged entry, which lmn__rx_peek() dropped so that it cannot block
- * the ring: keep the conversation pending for what follows, and if it was
- * the last one queued, let the cells held back for a batch go. */
+/* lmn__rx_peek() met damage.  A damaged entry it dropped, so that it
+ * cannot block the ring (it moved past it, from position `was`): keep the
+ * conversation pending for what follows, and if it was the last one
+ * queued, let the cells held back for a batch go.  Counters out of range
+ * (nothing taken, nothing can be): stop polling the conversation and leave
+ * it until its sender marks it again, whose next publication stores a
+ * true tail; pending or polled, it would make every later call fail at
+ * once, whatever its timeout. */
 static int dropped_damaged(struct lmn_bus *bus, struct lmn__conv *c, uint32_t idx,
-			   struct lmn__serve_end *e)
+			   struct lmn__serve_end *e, uint32_t was)
 {
+	if (e->cmd.data_c == was) {
+		if (bus->hot && bus->hot_idx == idx) {
+			ck_pr_store_int(&bus->hot, 0);
+			ck_pr_store_32(&c->server_polling, 0);
+		}
+		return -EBADMSG;
+	}
 	lmn__serve_flush_if_drained(bus, c, idx, e);
 	pend_push(bus, idx);
 	return -EBADMSG;
@@ -199,6 +211,7 @@ static int take_from(struct lmn_bus *bus, uint32_t idx, struct lmn_msg **ret)
 	uint32_t phase, cell, gen = lmn__slot_gen(w);
 	unsigned int flags = 0;
 	bool initiator_gone;
+	uint32_t was;
 	int r;
 
 	if (lmn__slot_state(w) != LMN__SLOT_LIVE)
@@ -217,9 +230,11 @@ static int take_from(struct lmn_bus *bus, uint32_t idx, struct lmn_msg **ret)
 	ck_pr_fence_load();
 	if (ck_pr_load_64(&c->slot) != w)
 		return -EAGAIN;
+	/* Counters out of range: nothing can be taken (see dropped_damaged). */
 	e = lmn__serve_ends(bus, c, idx, gen);
 	if (!e)
-		return -EUCLEAN;
+		return -EBADMSG;
+	was = e->cmd.data_c;
 	/* The phase first: a close is published after the initiator's last
 	 * request, so an empty ring seen after a closed phase is final. */
 	phase = ck_pr_load_32(&c->phase);
@@ -272,7 +287,7 @@ static int take_from(struct lmn_bus *bus, uint32_t idx, struct lmn_msg **ret)
 		return 0;
 	}
 	if (r < 0)
-		return dropped_damaged(bus, c, idx, e);
+		return dropped_damaged(bus, c, idx, e, was);
 	return hand_out(bus, c, idx, gen, e, cell, flags, ret);
 }
 
@@ -368,7 +383,7 @@ static bool hot_needs_care(const struct lmn_bus *bus, struct lmn__conv *c)
  * phase, the initiator's gone flag and the redelivery count. */
 static int take_hot(struct lmn_bus *bus, struct lmn_msg **ret)
 {
-	uint32_t idx = bus->hot_idx, gen = bus->hot_gen, cell;
+	uint32_t idx = bus->hot_idx, gen = bus->hot_gen, cell, was;
 	const struct lmn__entry *ent;
 	struct lmn__serve_end *e;
 	struct lmn__conv *c;
@@ -385,12 +400,13 @@ static int take_hot(struct lmn_bus *bus, struct lmn_msg **ret)
 	/* Orders the phase load before the look at the ring, as take_from
 	 * does: a close is published after the initiator's last request. */
 	ck_pr_fence_load();
+	was = e->cmd.data_c;
 	r = lmn__rx_peek(&e->cmd, &c->cmd, lmn__databuf(&bus->l, bus->base, idx, 0), &bus->l,
 			 false, &cell, &ent);
 	if (r == -EAGAIN)
 		return -EAGAIN;
 	if (r < 0)
-		return dropped_damaged(bus, c, idx, e);
+		return dropped_damaged(bus, c, idx, e, was);
 	claim(bus, c, idx, e, cell, ent);
 	r = hand_out(bus, c, idx, gen, e, cell, 0, ret);
 	if (r == 0)

@@ -486,6 +486,80 @@ START_TEST(server_survives_damaged_request)
 }
 END_TEST
 
+/* A conversation whose command ring's counters are out of range gives its
+ * server one -EBADMSG, polled or not yet looked at, and then no more until
+ * its sender publishes again: before, every later lmn_next() failed at
+ * once, whatever its timeout, and a server that carried on spun.  Its
+ * sender's next request stores a true tail and is served; the other
+ * conversations are served throughout. */
+START_TEST(server_waits_past_a_damaged_ring)
+{
+	struct lmn_conv_config cfg = th_cfg(LMN_POLICY_FAIL);
+	const char *name = th_bus(4, 4, 64);
+	lmn_conv *conv[3];
+	struct lmn__conv *c[3];
+	lmn_bus *srv, *cli;
+	unsigned int bad = 0, taken = 0;
+	lmn_msg *m;
+
+	ck_assert_int_eq(lmn_bus_join(name, "srv", &srv), 0);
+	ck_assert_int_eq(lmn_bus_serve(srv, "svc"), 0);
+	ck_assert_int_eq(lmn_bus_join(name, "cli", &cli), 0);
+	for (int i = 0; i < 3; i++) {
+		ck_assert_int_eq(lmn_conv_open(cli, "svc", &cfg, &conv[i]), 0);
+		c[i] = lmn__conv_at(&cli->l, cli->base, conv[i]->idx);
+	}
+	/* conv[0] is served once, and polled; conv[1] never looked at. */
+	ck_assert_int_eq(lmn_send(conv[0], "a", 1, 0), 0);
+	ck_assert_int_eq(lmn_next(srv, &m, TH_TIMEOUT_MS), 0);
+	ck_assert_int_eq(lmn_reply(m, "A", 1), 0);
+	lmn_msg_release(m);
+	for (int i = 0; i < 2; i++) {
+		ck_assert_int_eq(lmn_send(conv[i], "x", 1, 0), 0);
+		c[i]->cmd.data.p_tail = 0x7fffffffu;
+	}
+	/* The polled one's request published before the damage is taken
+	 * (its entry is there; the other's server end refuses the counters
+	 * before it looks); then each damaged ring fails a call or two, and
+	 * the rest wait (a timeout of 0: -ETIMEDOUT). */
+	for (int k = 0; k < 40; k++) {
+		int r = lmn_next(srv, &m, 0);
+
+		ck_assert_msg(r == 0 || r == -EBADMSG || r == -ETIMEDOUT, "lmn_next gave %d", r);
+		if (r == 0) {
+			ck_assert_mem_eq(lmn_msg_data(m), "x", 1);
+			lmn_msg_release(m);
+			taken++;
+		}
+		bad += r == -EBADMSG;
+	}
+	ck_assert_uint_eq(taken, 1);
+	ck_assert_uint_ge(bad, 1);
+	ck_assert_uint_le(bad, 4);
+	/* The third conversation is served meanwhile. */
+	ck_assert_int_eq(lmn_send(conv[2], "c", 1, 0), 0);
+	ck_assert_int_eq(lmn_next(srv, &m, TH_TIMEOUT_MS), 0);
+	ck_assert_mem_eq(lmn_msg_data(m), "c", 1);
+	lmn_msg_release(m);
+	/* The next send on a damaged one puts its tail right: what it had
+	 * queued is served, in order. */
+	ck_assert_int_eq(lmn_send(conv[0], "y", 1, 0), 0);
+	ck_assert_int_eq(lmn_next(srv, &m, TH_TIMEOUT_MS), 0);
+	ck_assert_mem_eq(lmn_msg_data(m), "y", 1);
+	lmn_msg_release(m);
+	ck_assert_int_eq(lmn_send(conv[1], "z", 1, 0), 0);
+	for (int k = 0; k < 2; k++) {
+		ck_assert_int_eq(lmn_next(srv, &m, TH_TIMEOUT_MS), 0);
+		ck_assert_mem_eq(lmn_msg_data(m), k ? "z" : "x", 1);
+		lmn_msg_release(m);
+	}
+	for (int i = 0; i < 3; i++)
+		lmn_conv_free(conv[i]);
+	lmn_bus_leave(cli);
+	lmn_bus_leave(srv);
+}
+END_TEST
+
 /* Ready bits for conversations that are not ours, free, or past the table
  * are skipped; names without a terminator are never read past their field. */
 START_TEST(stray_bits_and_unterminated_names)
@@ -531,6 +605,7 @@ int main(void)
 	tcase_add_test(tc, guess_follows_a_take_lost_with_its_producer);
 	tcase_add_test(tc, damaged_phase);
 	tcase_add_test(tc, server_survives_damaged_request);
+	tcase_add_test(tc, server_waits_past_a_damaged_ring);
 	tcase_add_test(tc, stray_bits_and_unterminated_names);
 	suite_add_tcase(s, tc);
 	return th_run(s);
