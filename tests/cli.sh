@@ -140,6 +140,15 @@ expect 0 "--version" "$L" --version
 grep -q "^liminal [0-9]" "$work/out" || bad "--version prints the version"
 refuse 2 "unknown verb" "unknown verb 'frob'" "$L" frob
 expect 2 "no verb" "$L"
+[ "$(wc -l <"$work/err")" -eq 1 ] || bad "no verb: one line"
+# Output that cannot be written fails, with one line that says why.
+for v in "--version" "ls" "ls --json"; do
+	timeout $T "$L" $v >/dev/full 2>"$work/err"
+	rc=$?
+	[ $rc -eq 1 ] && [ "$(wc -l <"$work/err")" -eq 1 ] &&
+		grep -q ": standard output: No space left on device$" "$work/err" &&
+		ok "$v to a full disk fails" || bad "$v to a full disk fails (exit $rc)"
+done
 for v in create rm ls status top watch call serve gc stats demo; do
 	expect 0 "$v --help" "$L" "$v" --help
 	grep -q "^usage: liminal $v" "$work/out" || bad "$v --help prints its usage"

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* The liminal command: look at buses, try them out, clean up after the
  * dead.  See liminal(1). */
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -43,23 +44,38 @@ static void usage(FILE *f)
 		   "See liminal(1) and liminal(7).\n");
 }
 
+/* Output that could not be written is a failure, said on one line: a
+ * redirect to a full disk must not pass for success (stats > f && mv). */
+static int finish(const char *verb, int rc)
+{
+	int e;
+
+	errno = 0;
+	if (fflush(stdout) == 0 && !ferror(stdout))
+		return rc;
+	e = errno ? errno : EIO;
+	fprintf(stderr, "liminal%s%s: standard output: %s\n", verb ? " " : "", verb ? verb : "",
+		strerror(e));
+	return rc == LMN_TOOL_OK ? LMN_TOOL_FAILED : rc;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
-		usage(stderr);
+		fprintf(stderr, "usage: liminal COMMAND [ARGS] (liminal --help lists them)\n");
 		return LMN_TOOL_USAGE;
 	}
 	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
 		usage(stdout);
-		return LMN_TOOL_OK;
+		return finish(NULL, LMN_TOOL_OK);
 	}
 	if (!strcmp(argv[1], "--version")) {
 		printf("liminal %s\n", LIMINAL_VERSION_STRING);
-		return LMN_TOOL_OK;
+		return finish(NULL, LMN_TOOL_OK);
 	}
 	for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++)
 		if (!strcmp(argv[1], verbs[i].name))
-			return verbs[i].run(argc - 1, argv + 1);
+			return finish(argv[1], verbs[i].run(argc - 1, argv + 1));
 	fprintf(stderr, "liminal: unknown verb '%s' (try 'liminal --help')\n", argv[1]);
 	return LMN_TOOL_USAGE;
 }

@@ -186,7 +186,12 @@ int lmn_tool_serve(int argc, char **argv)
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
 	printf("serving '%s' on bus '%s' as '%s'\n", pos[1], pos[0], self);
-	fflush(stdout);
+	/* Scripts wait for that line: one that cannot be written is a
+	 * failure, said at once (main() says why). */
+	if (fflush(stdout) != 0) {
+		lmn_bus_leave(bus);
+		return LMN_TOOL_FAILED;
+	}
 	while (!stop && (!count || answered < count)) {
 		lmn_msg *m;
 
@@ -195,6 +200,14 @@ int lmn_tool_serve(int argc, char **argv)
 		r = lmn_next(bus, &m, 250);
 		if (r == -ETIMEDOUT || r == -EINTR)
 			continue;
+		/* A damaged request, or one with no memory for its handle,
+		 * is dropped by the library: say so, and serve the rest.  One
+		 * caller that scribbles on its own rings must not stop the
+		 * service for everyone. */
+		if (r == -EBADMSG || r == -ENOMEM) {
+			fprintf(stderr, "liminal serve: bus '%s': %s, dropped\n", pos[0], strerror(-r));
+			continue;
+		}
 		if (r < 0) {
 			lmn_tool_fail("serve", pos[0], r);
 			lmn_bus_leave(bus);
