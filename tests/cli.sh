@@ -141,6 +141,7 @@ grep -q "^liminal [0-9]" "$work/out" || bad "--version prints the version"
 refuse 2 "unknown verb" "unknown verb 'frob'" "$L" frob
 expect 2 "no verb" "$L"
 [ "$(wc -l <"$work/err")" -eq 1 ] || bad "no verb: one line"
+refuse 1 "a name with a newline, on one line" "bus 'a?b': Invalid argument" "$L" status "$(printf 'a\nb')"
 # Output that cannot be written fails, with one line that says why.
 for v in "--version" "ls" "ls --json"; do
 	timeout $T "$L" $v >/dev/full 2>"$work/err"

@@ -119,7 +119,7 @@ int lmn_tool_ls(int argc, char **argv)
 		return lmn_tool_args_exit(r);
 	r = list_buses(&names, &count);
 	if (r < 0) {
-		fprintf(stderr, "liminal ls: bus directory %s: %s\n",
+		lmn_tool_err("liminal ls: bus directory %s: %s\n",
 			getenv("LIMINAL_DIR") && *getenv("LIMINAL_DIR") ? getenv("LIMINAL_DIR")
 									 : "/dev/shm",
 			strerror(-r));

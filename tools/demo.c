@@ -105,7 +105,7 @@ static int crash_part(const char *name, lmn_bus *bus, pid_t first, pid_t *second
 	(void)size;
 	*second = start_server(name, "demo-server-2", 1);
 	if (*second < 0) {
-		fprintf(stderr, "liminal demo: bus '%s': the second server did not start\n", name);
+		lmn_tool_err("liminal demo: bus '%s': the second server did not start\n", name);
 		return 1;
 	}
 	r = lmn_conv_open(bus, "echo", &cc, &conv);
@@ -114,7 +114,7 @@ static int crash_part(const char *name, lmn_bus *bus, pid_t first, pid_t *second
 	if (r == 0)
 		r = lmn_conv_state(conv, &info);
 	if (r < 0) {
-		fprintf(stderr, "liminal demo: bus '%s': %s\n", name, strerror(-r));
+		lmn_tool_err("liminal demo: bus '%s': %s\n", name, strerror(-r));
 		goto out;
 	}
 	victim_name = info.participants[1].name;
@@ -132,7 +132,7 @@ static int crash_part(const char *name, lmn_bus *bus, pid_t first, pid_t *second
 		gap = now_ns() - t0;
 	}
 	if (r != (int)strlen(req) || memcmp(rep, req, strlen(req)) != 0) {
-		fprintf(stderr, "liminal demo: the call in flight failed: %s\n",
+		lmn_tool_err("liminal demo: the call in flight failed: %s\n",
 			r < 0 ? strerror(-r) : "wrong reply");
 		goto out;
 	}
@@ -189,12 +189,12 @@ int lmn_tool_demo(int argc, char **argv)
 	snprintf(name, sizeof(name), "demo-%d", (int)getpid());
 	r = lmn_bus_create(name, &(struct lmn_bus_config){.conversations = 16});
 	if (r < 0) {
-		fprintf(stderr, "liminal demo: bus '%s': cannot create: %s\n", name, strerror(-r));
+		lmn_tool_err("liminal demo: bus '%s': cannot create: %s\n", name, strerror(-r));
 		return 1;
 	}
 	pid = start_server(name, "demo-server-1", 2);
 	if (pid < 0) {
-		fprintf(stderr, "liminal demo: bus '%s': the server did not start\n", name);
+		lmn_tool_err("liminal demo: bus '%s': the server did not start\n", name);
 		lmn_bus_unlink(name);
 		return 1;
 	}
@@ -203,7 +203,7 @@ int lmn_tool_demo(int argc, char **argv)
 	req = calloc(1, size + 1);
 	rep = calloc(1, size + 1);
 	if (!rtt || !req || !rep) {
-		fprintf(stderr, "liminal demo: out of memory\n");
+		lmn_tool_err("liminal demo: out of memory\n");
 		goto out;
 	}
 	memset(req, 'x', size);
@@ -211,7 +211,7 @@ int lmn_tool_demo(int argc, char **argv)
 	if (r == 0)
 		r = lmn_conv_open(bus, "echo", &cc, &conv);
 	if (r < 0) {
-		fprintf(stderr, "liminal demo: bus '%s': %s\n", name, strerror(-r));
+		lmn_tool_err("liminal demo: bus '%s': %s\n", name, strerror(-r));
 		goto out;
 	}
 	printf("liminal demo: bus %s, wait backend %s, %u calls of %u bytes\n", name,
@@ -224,7 +224,7 @@ int lmn_tool_demo(int argc, char **argv)
 		n = lmn_call(conv, req, size, rep, size, 10000);
 		rtt[i] = now_ns() - t0;
 		if (n < 0 || (size_t)n != size || memcmp(req, rep, size) != 0) {
-			fprintf(stderr, "liminal demo: call %u failed: %s\n", i,
+			lmn_tool_err("liminal demo: call %u failed: %s\n", i,
 				n < 0 ? strerror((int)-n) : "wrong reply");
 			goto out;
 		}
@@ -247,7 +247,7 @@ out:
 		if (p > 0 && waitpid(p, &status, 0) == p &&
 		    !(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) &&
 		    (!WIFEXITED(status) || WEXITSTATUS(status) != 0)) {
-			fprintf(stderr, "liminal demo: a server process failed\n");
+			lmn_tool_err("liminal demo: a server process failed\n");
 			rc = 1;
 		}
 	}

@@ -54,7 +54,7 @@ static int finish(const char *verb, int rc)
 	if (fflush(stdout) == 0 && !ferror(stdout))
 		return rc;
 	e = errno ? errno : EIO;
-	fprintf(stderr, "liminal%s%s: standard output: %s\n", verb ? " " : "", verb ? verb : "",
+	lmn_tool_err("liminal%s%s: standard output: %s\n", verb ? " " : "", verb ? verb : "",
 		strerror(e));
 	return rc == LMN_TOOL_OK ? LMN_TOOL_FAILED : rc;
 }
@@ -62,7 +62,7 @@ static int finish(const char *verb, int rc)
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
-		fprintf(stderr, "usage: liminal COMMAND [ARGS] (liminal --help lists them)\n");
+		lmn_tool_err("usage: liminal COMMAND [ARGS] (liminal --help lists them)\n");
 		return LMN_TOOL_USAGE;
 	}
 	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
@@ -76,6 +76,6 @@ int main(int argc, char **argv)
 	for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++)
 		if (!strcmp(argv[1], verbs[i].name))
 			return finish(argv[1], verbs[i].run(argc - 1, argv + 1));
-	fprintf(stderr, "liminal: unknown verb '%s' (try 'liminal --help')\n", argv[1]);
+	lmn_tool_err("liminal: unknown verb '%s' (try 'liminal --help')\n", argv[1]);
 	return LMN_TOOL_USAGE;
 }

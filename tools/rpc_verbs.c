@@ -97,7 +97,7 @@ int lmn_tool_call(int argc, char **argv)
 		goto fail;
 	r = lmn_conv_open(bus, pos[1], &cfg, &conv);
 	if (r < 0) {
-		fprintf(stderr, "liminal call: bus '%s': service '%s': %s\n", pos[0], pos[1],
+		lmn_tool_err("liminal call: bus '%s': service '%s': %s\n", pos[0], pos[1],
 			strerror(-r));
 		goto out;
 	}
@@ -105,7 +105,7 @@ int lmn_tool_call(int argc, char **argv)
 	got = lmn_call(conv, req, req_len, rep, st.max_message, (int)timeout_ms);
 	rtt = mono_ns() - t0;
 	if (got < 0) {
-		fprintf(stderr, "liminal call: bus '%s': service '%s': %s\n", pos[0], pos[1],
+		lmn_tool_err("liminal call: bus '%s': service '%s': %s\n", pos[0], pos[1],
 			strerror((int)-got));
 		goto out;
 	}
@@ -176,7 +176,7 @@ int lmn_tool_serve(int argc, char **argv)
 		return lmn_tool_fail("serve", pos[0], r);
 	r = lmn_bus_serve(bus, pos[1]);
 	if (r < 0) {
-		fprintf(stderr, "liminal serve: bus '%s': service '%s': %s\n", pos[0], pos[1],
+		lmn_tool_err("liminal serve: bus '%s': service '%s': %s\n", pos[0], pos[1],
 			strerror(-r));
 		lmn_bus_leave(bus);
 		return LMN_TOOL_FAILED;
@@ -205,7 +205,7 @@ int lmn_tool_serve(int argc, char **argv)
 		 * caller that scribbles on its own rings must not stop the
 		 * service for everyone. */
 		if (r == -EBADMSG || r == -ENOMEM) {
-			fprintf(stderr, "liminal serve: bus '%s': %s, dropped\n", pos[0], strerror(-r));
+			lmn_tool_err("liminal serve: bus '%s': %s, dropped\n", pos[0], strerror(-r));
 			continue;
 		}
 		if (r < 0) {

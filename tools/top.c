@@ -242,7 +242,7 @@ int lmn_tool_top(int argc, char **argv)
 		if (stop)
 			break;
 		if (!lmn__insp_view_current(v)) {
-			fprintf(stderr, "liminal top: bus '%s': removed\n", pos[0]);
+			lmn_tool_err("liminal top: bus '%s': removed\n", pos[0]);
 			rc = LMN_TOOL_FAILED;
 			break;
 		}

@@ -24,24 +24,55 @@ int lmn_tool_parse_u32(const char *s, int base, uint32_t max, uint32_t *ret)
 	return 0;
 }
 
+/* One line on standard error, whatever the names in it hold: a name from
+ * the command line or read from a bus may carry a newline or a terminal
+ * escape, and each byte below 0x20 (but the last newline) or 0x7f is
+ * shown as '?'.  A longer line is cut. */
+static void err_line(const char *prefix, const char *fmt, va_list ap)
+{
+	char line[1024];
+	size_t n;
+	int len = snprintf(line, sizeof(line), "%s", prefix);
+
+	if (len < 0 || (size_t)len >= sizeof(line))
+		len = 0;
+	vsnprintf(line + len, sizeof(line) - (size_t)len, fmt, ap);
+	n = strlen(line);
+	if (n && line[n - 1] == '\n')
+		line[--n] = '\0';
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)line[i] < 0x20 || line[i] == 0x7f)
+			line[i] = '?';
+	fprintf(stderr, "%s\n", line);
+}
+
+void lmn_tool_err(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	err_line("", fmt, ap);
+	va_end(ap);
+}
+
 int lmn_tool_fail(const char *verb, const char *bus, int err)
 {
 	if (bus)
-		fprintf(stderr, "liminal %s: bus '%s': %s\n", verb, bus, strerror(err < 0 ? -err : err));
+		lmn_tool_err("liminal %s: bus '%s': %s", verb, bus, strerror(err < 0 ? -err : err));
 	else
-		fprintf(stderr, "liminal %s: %s\n", verb, strerror(err < 0 ? -err : err));
+		lmn_tool_err("liminal %s: %s", verb, strerror(err < 0 ? -err : err));
 	return LMN_TOOL_FAILED;
 }
 
 int lmn_tool_usage_error(const char *verb, const char *fmt, ...)
 {
+	char prefix[64];
 	va_list ap;
 
-	fprintf(stderr, "liminal %s: ", verb);
+	snprintf(prefix, sizeof(prefix), "liminal %s: ", verb);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	err_line(prefix, fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
 	return LMN_TOOL_USAGE;
 }
 

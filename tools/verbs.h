@@ -57,6 +57,8 @@ static inline int lmn_tool_args_exit(int r)
 
 /* "liminal VERB: bus 'NAME': strerror(-err)" on stderr; returns 1. */
 int lmn_tool_fail(const char *verb, const char *bus, int err);
+/* One line to standard error, control characters shown as '?'. */
+void lmn_tool_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* "liminal VERB: ..." on stderr; returns 2. */
 int lmn_tool_usage_error(const char *verb, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));

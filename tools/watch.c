@@ -335,7 +335,7 @@ int lmn_tool_watch(int argc, char **argv)
 			break;
 		}
 		if (!lmn__insp_view_current(w.view)) {
-			fprintf(stderr, "liminal watch: bus '%s': removed\n", w.bus);
+			lmn_tool_err("liminal watch: bus '%s': removed\n", w.bus);
 			rc = LMN_TOOL_FAILED;
 			break;
 		}
@@ -358,7 +358,7 @@ int lmn_tool_watch(int argc, char **argv)
 		}
 	}
 	if (rc == LMN_TOOL_OK && w.count && !done(&w) && !stop) {
-		fprintf(stderr, "liminal watch: bus '%s': timed out after %u of %u events\n", w.bus,
+		lmn_tool_err("liminal watch: bus '%s': timed out after %u of %u events\n", w.bus,
 			w.printed, w.count);
 		rc = LMN_TOOL_FAILED;
 	}
