@@ -93,12 +93,14 @@ void lmn__insp_view_close(struct lmn__insp_view *v)
 	free(v);
 }
 
-bool lmn__insp_view_current(struct lmn__insp_view *v)
+const char *lmn__insp_view_gone(struct lmn__insp_view *v)
 {
 	dev_t dev;
 	ino_t ino;
 
-	return file_id(v->name, &dev, &ino) == 0 && dev == v->dev && ino == v->ino;
+	if (file_id(v->name, &dev, &ino) < 0)
+		return "removed";
+	return dev == v->dev && ino == v->ino ? NULL : "replaced by a new bus";
 }
 
 static void take_part(const struct lmn__layout *l, void *base, uint32_t i,

@@ -100,7 +100,9 @@ int lmn__insp_view_exits(struct lmn__insp_view *v, uint64_t after, struct lmn__i
 int lmn__insp_view_wait(struct lmn__insp_view *v, uint32_t *seen, int timeout_ms);
 /* The roster word's value now, to pass to the first wait. */
 uint32_t lmn__insp_view_roster(struct lmn__insp_view *v);
-/* Is the bus file still the one this view mapped? */
-bool lmn__insp_view_current(struct lmn__insp_view *v);
+/* Is the bus file still the one this view mapped?  NULL if so, else what
+ * became of it, in words: "removed", or "replaced by a new bus" (removed,
+ * and made again under its name, as lmn_bus_create() does a stale one). */
+const char *lmn__insp_view_gone(struct lmn__insp_view *v);
 
 #endif

@@ -350,6 +350,25 @@ if command -v script >/dev/null; then
 	done
 fi
 
+# ------------------------------------------------------------ a bus replaced under a watch
+start_bg srv3 "$L" serve t2 echo --echo
+srv3_job=$bg_pid
+exec 9<"$work/srv3.fifo"
+next_line 9
+start_bg watch2 "$L" watch t2 --json
+watch2_job=$bg_pid
+exec 3<"$work/watch2.fifo"
+await_event 3 "watch t2: the server is present" '.event == "present"'
+expect 0 "rm t2 under a watch" "$L" rm t2
+expect 0 "create t2 again" "$L" create t2 --max-message 128
+wait "$watch2_job"
+rc=$?
+[ $rc -eq 1 ] && grep -q "^liminal watch: bus 't2': replaced by a new bus$" "$work/watch2.err" &&
+	ok "watch says its bus was replaced" || bad "watch says its bus was replaced (exit $rc: $(cat "$work/watch2.err"))"
+exec 3<&- 9<&-
+kill "$srv3_job" 2>/dev/null
+wait "$srv3_job" 2>/dev/null
+
 # ------------------------------------------------------------ rm, unknown buses
 expect 0 "rm" "$L" rm t1
 refuse 1 "rm again" "bus 't1': No such file or directory" "$L" rm t1

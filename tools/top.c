@@ -235,14 +235,15 @@ int lmn_tool_top(int argc, char **argv)
 		tty_in = false;
 	}
 	while (!stop && (!count || shown < count)) {
+		const char *gone;
 		double t_b;
 
 		if (wait_key(tty_in, (int)interval_ms))
 			break;
 		if (stop)
 			break;
-		if (!lmn__insp_view_current(v)) {
-			lmn_tool_err("liminal top: bus '%s': removed\n", pos[0]);
+		if ((gone = lmn__insp_view_gone(v))) {
+			lmn_tool_err("liminal top: bus '%s': %s\n", pos[0], gone);
 			rc = LMN_TOOL_FAILED;
 			break;
 		}

@@ -320,6 +320,7 @@ int lmn_tool_watch(int argc, char **argv)
 	while (!stop && !done(&w)) {
 		struct epoll_event evs[16];
 		int wait_ms = 1000, got;
+		const char *gone;
 
 		if (deadline) {
 			uint64_t now = lmn_tool_realtime_ns();
@@ -334,8 +335,8 @@ int lmn_tool_watch(int argc, char **argv)
 			rc = lmn_tool_fail("watch", w.bus, errno);
 			break;
 		}
-		if (!lmn__insp_view_current(w.view)) {
-			lmn_tool_err("liminal watch: bus '%s': removed\n", w.bus);
+		if ((gone = lmn__insp_view_gone(w.view))) {
+			lmn_tool_err("liminal watch: bus '%s': %s\n", w.bus, gone);
 			rc = LMN_TOOL_FAILED;
 			break;
 		}
