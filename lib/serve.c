@@ -128,13 +128,21 @@ static void claim(struct lmn_bus *bus, struct lmn__conv *c, uint32_t idx,
  * it until its sender marks it again, whose next publication stores a
  * true tail; pending or polled, it would make every later call fail at
  * once, whatever its timeout. */
-static int dropped_damaged(struct lmn_bus *bus, struct lmn__conv *c, uint32_t idx,
+static int dropped_damaged(struct lmn_bus *bus, struct lmn__conv *c, uint32_t idx, uint32_t gen,
 			   struct lmn__serve_end *e, uint32_t was)
 {
 	if (e->cmd.data_c == was) {
-		if (bus->hot && bus->hot_idx == idx) {
+		if (is_hot(bus, idx, gen)) {
 			ck_pr_store_int(&bus->hot, 0);
 			ck_pr_store_32(&c->server_polling, 0);
+			/* As unhot(): a sender that saw us polling did not
+			 * mark.  Orders the clear before the look below; the
+			 * look is at the slot, since the tail is what is
+			 * damaged, and a request there is queued. */
+			lmn__fence_full();
+			if (lmn__rx_ready(&e->cmd, lmn__databuf(&bus->l, bus->base, idx, 0),
+					  bus->l.ring_size))
+				pend_push(bus, idx);
 		}
 		return -EBADMSG;
 	}
@@ -267,6 +275,13 @@ static int take_from(struct lmn_bus *bus, uint32_t idx, struct lmn_msg **ret)
 		r = lmn__rx_peek(&e->cmd, &c->cmd, db, &bus->l, careful, &cell, &ent);
 		if (r == -EAGAIN && !careful && phase >= LMN__PHASE_COMPLETING)
 			r = lmn__rx_peek(&e->cmd, &c->cmd, db, &bus->l, true, &cell, &ent);
+		/* Counters out of range on a closing conversation: its
+		 * sender will not publish again to put them right, and
+		 * nothing behind them can be taken.  The close notice goes
+		 * out, or the conversation would never end. */
+		if (r < 0 && r != -EAGAIN && e->cmd.data_c == was &&
+		    phase >= LMN__PHASE_COMPLETING)
+			r = -EAGAIN;
 		if (r == 0)
 			claim(bus, c, idx, e, cell, ent);
 	}
@@ -287,7 +302,7 @@ static int take_from(struct lmn_bus *bus, uint32_t idx, struct lmn_msg **ret)
 		return 0;
 	}
 	if (r < 0)
-		return dropped_damaged(bus, c, idx, e, was);
+		return dropped_damaged(bus, c, idx, gen, e, was);
 	return hand_out(bus, c, idx, gen, e, cell, flags, ret);
 }
 
@@ -406,7 +421,7 @@ static int take_hot(struct lmn_bus *bus, struct lmn_msg **ret)
 	if (r == -EAGAIN)
 		return -EAGAIN;
 	if (r < 0)
-		return dropped_damaged(bus, c, idx, e, was);
+		return dropped_damaged(bus, c, idx, gen, e, was);
 	claim(bus, c, idx, e, cell, ent);
 	r = hand_out(bus, c, idx, gen, e, cell, 0, ret);
 	if (r == 0)

@@ -200,12 +200,12 @@ int lmn_tool_serve(int argc, char **argv)
 		r = lmn_next(bus, &m, 250);
 		if (r == -ETIMEDOUT || r == -EINTR)
 			continue;
-		/* A damaged request, or one with no memory for its handle,
-		 * is dropped by the library: say so, and serve the rest.  One
-		 * caller that scribbles on its own rings must not stop the
-		 * service for everyone. */
-		if (r == -EBADMSG || r == -ENOMEM) {
-			lmn_tool_err("liminal serve: bus '%s': %s, dropped\n", pos[0], strerror(-r));
+		/* A damaged request or ring of one conversation (lmn_next(3)):
+		 * say so, and serve the rest.  One caller that scribbles on
+		 * its own rings must not stop the service for everyone.  A
+		 * lack of memory is not that, and ends it below. */
+		if (r == -EBADMSG) {
+			lmn_tool_err("liminal serve: bus '%s': %s; serving on\n", pos[0], strerror(-r));
 			continue;
 		}
 		if (r < 0) {
