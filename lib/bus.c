@@ -227,8 +227,11 @@ static bool more_than_one_cpu(void)
 }
 
 /* Map the bus file called name, for reading and writing or read-only, and
- * validate its header into *ret_l.  The one way into a segment. */
-int lmn__bus_map(const char *name, bool writable, void **ret_base, struct lmn__layout *ret_l)
+ * validate its header into *ret_l; *ret_id, if not NULL, gets the file's
+ * identity (device and inode), taken from the file mapped.  The one way
+ * into a segment. */
+int lmn__bus_map_id(const char *name, bool writable, void **ret_base, struct lmn__layout *ret_l,
+		    struct stat *ret_id)
 {
 	char path[PATH_MAX];
 	struct stat st;
@@ -256,7 +259,14 @@ int lmn__bus_map(const char *name, bool writable, void **ret_base, struct lmn__l
 		return r;
 	}
 	*ret_base = base;
+	if (ret_id)
+		*ret_id = st;
 	return 0;
+}
+
+int lmn__bus_map(const char *name, bool writable, void **ret_base, struct lmn__layout *ret_l)
+{
+	return lmn__bus_map_id(name, writable, ret_base, ret_l, NULL);
 }
 
 /* Reclaim every dead holder of a name; how many there were. */

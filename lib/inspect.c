@@ -59,6 +59,7 @@ static int file_id(const char *name, dev_t *dev, ino_t *ino)
 int lmn__insp_view_open(const char *name, struct lmn__insp_view **ret)
 {
 	struct lmn__insp_view *v;
+	struct stat st;
 	int r = lmn__check_name(name);
 
 	if (r < 0)
@@ -67,20 +68,21 @@ int lmn__insp_view_open(const char *name, struct lmn__insp_view **ret)
 	if (!v)
 		return -ENOMEM;
 	strcpy(v->name, name);
-	r = file_id(name, &v->dev, &v->ino);
-	if (r == 0) {
-		/* Writable if we may: only to arm the roster word. */
-		v->writable = true;
-		r = lmn__bus_map(name, true, &v->base, &v->l);
-		if (r == -EACCES || r == -EPERM) {
-			v->writable = false;
-			r = lmn__bus_map(name, false, &v->base, &v->l);
-		}
+	/* Writable if we may: only to arm the roster word.  The identity is
+	 * the mapped file's, so that a bus replaced just before cannot pass
+	 * for the one we see. */
+	v->writable = true;
+	r = lmn__bus_map_id(name, true, &v->base, &v->l, &st);
+	if (r == -EACCES || r == -EPERM) {
+		v->writable = false;
+		r = lmn__bus_map_id(name, false, &v->base, &v->l, &st);
 	}
 	if (r < 0) {
 		free(v);
 		return r;
 	}
+	v->dev = st.st_dev;
+	v->ino = st.st_ino;
 	*ret = v;
 	return 0;
 }

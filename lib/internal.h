@@ -112,6 +112,9 @@ int lmn__check_name(const char *name);
 int lmn__bus_path(char *buf, size_t cap, const char *name, const char *prefix);
 /* bus.c */
 int lmn__bus_map(const char *name, bool writable, void **ret_base, struct lmn__layout *ret_l);
+struct stat;
+int lmn__bus_map_id(const char *name, bool writable, void **ret_base, struct lmn__layout *ret_l,
+		    struct stat *ret_id);
 /* lmn_bus_stat() of a mapped segment. */
 void lmn__stat_fill(const struct lmn__layout *l, void *base, struct lmn_bus_stat *ret);
 /* Cells of a channel not in its free ring: published, or held. */

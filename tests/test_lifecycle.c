@@ -12,6 +12,7 @@
 
 #include "harness.h"
 #include "../lib/internal.h"
+#include "../shm/table.h"
 
 /* The lifecycle table, straight from DESIGN.md. */
 static int allowed(uint32_t from, uint32_t to)
@@ -358,6 +359,73 @@ START_TEST(slots_come_back)
 }
 END_TEST
 
+/* Each participant counts the requests it sent and took since it joined,
+ * conversations that ended included (liminal top's totals): one
+ * conversation, closed, then two threads calling at once on their own,
+ * against a server in another process. */
+struct caller {
+	lmn_bus *bus;
+	lmn_conv *conv;
+	int calls;
+};
+
+static void *call_many(void *p)
+{
+	struct caller *k = p;
+	struct lmn_conv_config cfg = th_cfg(LMN_POLICY_FAIL);
+	char rep[8];
+
+	if (lmn_conv_open(k->bus, "echo", &cfg, &k->conv) < 0)
+		return NULL;
+	for (int i = 0; i < k->calls; i++)
+		if (lmn_call(k->conv, "ping", 4, rep, sizeof(rep), TH_TIMEOUT_MS) != 4)
+			return NULL;
+	return k;
+}
+
+START_TEST(participants_count_requests)
+{
+	const char *name = th_bus(16, 8, 64);
+	struct th_echo e = {.bus = name, .self = "server", .service = "echo", .max_closes = 3};
+	struct lmn_conv_config cfg = th_cfg(LMN_POLICY_FAIL);
+	struct caller k[2];
+	pthread_t t[2];
+	uint32_t srv_idx, srv_gen;
+	pid_t server = th_echo_start(&e);
+	lmn_bus *bus;
+	lmn_conv *conv;
+	char rep[8];
+
+	ck_assert_int_eq(lmn_bus_join(name, "client", &bus), 0);
+	ck_assert_int_eq(lmn_conv_open(bus, "echo", &cfg, &conv), 0);
+	for (int i = 0; i < 100; i++)
+		ck_assert_int_eq(lmn_call(conv, "ping", 4, rep, sizeof(rep), TH_TIMEOUT_MS), 4);
+	ck_assert_int_eq(lmn_conv_close(conv), 0);
+	ck_assert_int_eq(lmn_conv_free(conv), 0);
+	for (int i = 0; i < 2; i++) {
+		k[i] = (struct caller){.bus = bus, .calls = 500};
+		ck_assert_int_eq(pthread_create(&t[i], NULL, call_many, &k[i]), 0);
+	}
+	for (int i = 0; i < 2; i++) {
+		void *ok;
+
+		ck_assert_int_eq(pthread_join(t[i], &ok), 0);
+		ck_assert_ptr_eq(ok, &k[i]);
+	}
+	ck_assert_uint_eq(ck_pr_load_64(&lmn__part(&bus->l, bus->base, bus->self_idx)->sent), 1100);
+	ck_assert_uint_eq(ck_pr_load_64(&lmn__part(&bus->l, bus->base, bus->self_idx)->served), 0);
+	ck_assert_int_eq(lmn__part_find(&bus->l, bus->base, "server", &srv_idx, &srv_gen), 0);
+	ck_assert_uint_eq(ck_pr_load_64(&lmn__part(&bus->l, bus->base, srv_idx)->served), 1100);
+	ck_assert_uint_eq(ck_pr_load_64(&lmn__part(&bus->l, bus->base, srv_idx)->sent), 0);
+	for (int i = 0; i < 2; i++) {
+		ck_assert_int_eq(lmn_conv_close(k[i].conv), 0);
+		ck_assert_int_eq(lmn_conv_free(k[i].conv), 0);
+	}
+	ck_assert_int_eq(th_wait(server, TH_TIMEOUT_MS), 0);
+	lmn_bus_leave(bus);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("lifecycle");
@@ -377,6 +445,7 @@ int main(void)
 	tcase_add_test(tc, state_after_leave_and_stale_handles);
 	tcase_add_test(tc, stale_generation_is_refused);
 	tcase_add_test(tc, slots_come_back);
+	tcase_add_test(tc, participants_count_requests);
 	suite_add_tcase(s, tc);
 	return th_run(s);
 }
