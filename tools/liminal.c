@@ -16,7 +16,7 @@ static const struct verb {
 } verbs[] = {
 	{"create", lmn_tool_create, "NAME [--participants N] [--conversations N] [--ring N]\n"
 				    "         [--max-message BYTES] [--mode OCTAL]",
-	 "make a bus"},
+	 "make a bus, kept until rm"},
 	{"rm", lmn_tool_rm, "NAME", "remove a bus"},
 	{"ls", lmn_tool_ls, "[--json]", "every bus on this host"},
 	{"status", lmn_tool_status, "NAME [--json]",
