@@ -62,7 +62,7 @@ static int finish(const char *verb, int rc)
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
-		lmn_tool_err("usage: liminal COMMAND [ARGS] (liminal --help lists them)\n");
+		lmn_tool_err("usage: liminal VERB [ARGS]   (liminal --help lists the verbs)\n");
 		return LMN_TOOL_USAGE;
 	}
 	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
