@@ -120,6 +120,8 @@ static void claim(struct lmn_bus *bus, struct lmn__conv *c, uint32_t idx,
 	lmn__serve_flush_if_drained(bus, c, idx, e);
 }
 
+static int unhot(struct lmn_bus *bus, bool tail_damaged);
+
 /* lmn__rx_peek() met damage.  A damaged entry it dropped, so that it
  * cannot block the ring (it moved past it, from position `was`): keep the
  * conversation pending for what follows, and if it was the last one
@@ -132,18 +134,8 @@ static int dropped_damaged(struct lmn_bus *bus, struct lmn__conv *c, uint32_t id
 			   struct lmn__serve_end *e, uint32_t was)
 {
 	if (e->cmd.data_c == was) {
-		if (is_hot(bus, idx, gen)) {
-			ck_pr_store_int(&bus->hot, 0);
-			ck_pr_store_32(&c->server_polling, 0);
-			/* As unhot(): a sender that saw us polling did not
-			 * mark.  Orders the clear before the look below; the
-			 * look is at the slot, since the tail is what is
-			 * damaged, and a request there is queued. */
-			lmn__fence_full();
-			if (lmn__rx_ready(&e->cmd, lmn__databuf(&bus->l, bus->base, idx, 0),
-					  bus->l.ring_size))
-				pend_push(bus, idx);
-		}
+		if (is_hot(bus, idx, gen))
+			(void)unhot(bus, true);
 		return -EBADMSG;
 	}
 	lmn__serve_flush_if_drained(bus, c, idx, e);
@@ -308,10 +300,13 @@ static int take_from(struct lmn_bus *bus, uint32_t idx, struct lmn_msg **ret)
 
 /* Bus lock held.  Stop polling the hot conversation: clear its flag, then
  * look at its ring once more (a sender publishes, then loads the flag), and
- * queue it if a request came in between.  Returns 1 if it did. */
-static int unhot(struct lmn_bus *bus)
+ * queue it if a request came in between.  Returns 1 if it did.  With
+ * tail_damaged, the look is at the slot our end takes next, not at the
+ * sender's tail, which would queue the conversation again for good. */
+static int unhot(struct lmn_bus *bus, bool tail_damaged)
 {
 	struct lmn__conv *c;
+	bool queued;
 
 	if (!bus->hot)
 		return 0;
@@ -321,7 +316,12 @@ static int unhot(struct lmn_bus *bus)
 		return 0;
 	ck_pr_store_32(&c->server_polling, 0);
 	lmn__fence_full();
-	if (!lmn__chan_has_data(&c->cmd, bus->l.ring_size))
+	/* With a damaged tail, look at the slot our end would take next. */
+	queued = tail_damaged ? lmn__rx_ready(&bus->ends[bus->hot_idx].cmd,
+					      lmn__databuf(&bus->l, bus->base, bus->hot_idx, 0),
+					      bus->l.ring_size)
+			      : lmn__chan_has_data(&c->cmd, bus->l.ring_size);
+	if (!queued)
 		return 0;
 	pend_push(bus, bus->hot_idx);
 	return 1;
@@ -333,7 +333,7 @@ static void make_hot(struct lmn_bus *bus, struct lmn__conv *c, uint32_t idx, uin
 {
 	if (is_hot(bus, idx, gen))
 		return;
-	(void)unhot(bus);
+	(void)unhot(bus, false);
 	bus->hot_idx = idx;
 	bus->hot_gen = gen;
 	ck_pr_store_int(&bus->hot, 1);
@@ -466,7 +466,7 @@ static int try_next(struct lmn_bus *bus, struct lmn_msg **ret)
 					if (bus->pend_len)
 						pend_push(bus, idx);
 				} else if (is_hot(bus, idx, (*ret)->conv_gen)) {
-					(void)unhot(bus);
+					(void)unhot(bus, false);
 				}
 				return 0;
 			}
@@ -581,7 +581,7 @@ LMN_EXPORT int lmn_next(lmn_bus *bus, lmn_msg **ret, int timeout_ms)
 		 * senders mark, and unhot reads the tail, which the quick
 		 * look at the polled conversation does not (take_from). */
 		lmn__lock_take(&bus->lock);
-		r = unhot(bus);
+		r = unhot(bus, false);
 		lmn__lock_drop(&bus->lock);
 		if (r)
 			continue;
