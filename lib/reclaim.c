@@ -451,15 +451,30 @@ int lmn__bus_reap(const struct lmn__layout *l, void *base)
 		    lmn__slot_state(ck_pr_load_64(&lmn__part(l, base, i)->slot)) == LMN__SLOT_FREE)
 			n++;
 	}
-	/* Conversations whose opener died before publishing them. */
+	/* Conversations whose opener died before publishing them, and those
+	 * whose last reference was dropped by a process killed before it
+	 * freed the slot.  A dropper dies so only on behalf of a side not its
+	 * own (ending the part of a participant it reaped): its own sides are
+	 * finished by its reaper, through lmn__conv_unref(). */
 	for (uint32_t i = 0; i < l->conversations; i++) {
 		struct lmn__conv *c = lmn__conv_at(l, base, i);
-		uint64_t w = ck_pr_load_64(&c->slot);
+		uint64_t w = ck_pr_load_64(&c->slot), r;
+		uint32_t gen = lmn__slot_gen(w);
 
+		if (lmn__slot_state(w) == LMN__SLOT_LIVE) {
+			/* The slot before the references: a later tenant's
+			 * carry its own generation. */
+			ck_pr_fence_load();
+			r = ck_pr_load_64(&c->refs);
+			if (lmn__gen_of(r) == gen && lmn__value_of(r) == 0 &&
+			    lmn__conv_free_unreferenced(l, base, i, gen))
+				n++;
+			continue;
+		}
 		if (lmn__slot_state(w) != LMN__SLOT_CLAIMED)
 			continue;
 		if (!lmn__proc_alive(lmn__slot_pid(w), 0, 0, NULL) &&
-		    ck_pr_cas_64(&c->slot, w, lmn__slot_word(lmn__slot_gen(w), LMN__SLOT_FREE)))
+		    ck_pr_cas_64(&c->slot, w, lmn__slot_word(gen, LMN__SLOT_FREE)))
 			n++;
 	}
 	return n;

@@ -297,15 +297,34 @@ int lmn__conv_unref(const struct lmn__layout *l, void *base, uint32_t idx, uint3
 	 * drop, so whoever frees the slot sees them. */
 	ck_pr_fence_store_atomic();
 	for (;;) {
-		if (lmn__gen_of(r) != gen || !(lmn__value_of(r) & side))
-			return 0; /* not this tenant's, or dropped already */
+		if (lmn__gen_of(r) != gen)
+			return 0; /* not this tenant's */
+		if (!(lmn__value_of(r) & side)) {
+			/* Dropped already.  If no reference is left, the last
+			 * dropper may have been killed between its drop and the
+			 * free below: whoever ends its part for it (a reaper, a
+			 * second drop) finishes the free. */
+			if (lmn__value_of(r) != 0)
+				return 0;
+			return lmn__conv_free_unreferenced(l, base, idx, gen);
+		}
 		if (ck_pr_cas_64_value(&c->refs, r, r & ~(uint64_t)side, &r))
 			break;
 	}
 	if ((lmn__value_of(r) & ~side) != 0)
 		return 0;
-	ck_pr_cas_64(&c->slot, lmn__slot_word(gen, LMN__SLOT_LIVE),
-		     lmn__slot_word(gen, LMN__SLOT_FREE));
+	return lmn__conv_free_unreferenced(l, base, idx, gen);
+}
+
+int lmn__conv_free_unreferenced(const struct lmn__layout *l, void *base, uint32_t idx, uint32_t gen)
+{
+	struct lmn__conv *c = lmn__conv_at(l, base, idx);
+
+	/* The CAS fails if the slot was freed already, or freed and taken by
+	 * a later tenant, whose references carry its own generation. */
+	if (!ck_pr_cas_64(&c->slot, lmn__slot_word(gen, LMN__SLOT_LIVE),
+			  lmn__slot_word(gen, LMN__SLOT_FREE)))
+		return 0;
 	/* Hint the next opener here: freed slots are warm. */
 	ck_pr_store_32(&lmn__hdr(base)->conv_hint, idx);
 	return 1;

@@ -35,6 +35,11 @@ int lmn__conv_claim(const struct lmn__layout *l, void *base, int32_t pid, uint32
  * the slot.  Returns 1 if it did. */
 int lmn__conv_unref(const struct lmn__layout *l, void *base, uint32_t idx, uint32_t gen,
 		    uint32_t side);
+/* Free slot idx, live for tenant gen, whose references the caller saw all
+ * dropped: the second half of the last drop, also for a dropper that died
+ * between the two.  Returns 1 if it did. */
+int lmn__conv_free_unreferenced(const struct lmn__layout *l, void *base, uint32_t idx,
+				uint32_t gen);
 
 /* Copy a name out of the segment, refusing one that is not terminated. */
 int lmn__name_copy(char *dst, const char *shm_name);
