@@ -120,7 +120,7 @@ int lmn__conv_check(struct lmn_conv *conv, struct lmn__conv **ret)
 
 	if (!conv->bus)
 		return -ESTALE;
-	c = lmn__conv_at(&conv->bus->l, conv->bus->base, conv->idx);
+	c = conv->at.conv;
 	if (ck_pr_load_64(&c->slot) != lmn__slot_word(conv->gen, LMN__SLOT_LIVE))
 		return -ESTALE;
 	*ret = c;
@@ -233,6 +233,7 @@ LMN_EXPORT int lmn_conv_open(lmn_bus *bus, const char *target,
 
 	if (sp)
 		lmn__sentinel_watch(bus, server, server_gen);
+	lmn__conv_addrs_of(&bus->l, bus->base, idx, &conv->at);
 	conv->bus = bus;
 	conv->idx = idx;
 	conv->gen = gen;
@@ -365,7 +366,7 @@ void lmn__conv_detach(struct lmn_conv *conv)
 	}
 	/* The initiator's part ends once: a reaper may have ended it already
 	 * if this process was taken for dead. */
-	if (ck_pr_cas_64(&lmn__conv_at(&bus->l, bus->base, conv->idx)->initiator_gone,
+	if (ck_pr_cas_64(&conv->at.conv->initiator_gone,
 			 lmn__gen_word(conv->gen, 0), lmn__gen_word(conv->gen, 1)))
 		lmn__conv_unref(&bus->l, bus->base, conv->idx, conv->gen, LMN__REF_INITIATOR);
 	list_del(bus, conv);

@@ -72,6 +72,7 @@ struct lmn_conv {
 	struct lmn__tx tx; /* our end of the command channel (of the inbox,
 			    * when buffering); used by the one sending thread */
 	struct lmn__rx rx; /* our end of the inbox; by the one receiving thread */
+	struct lmn__conv_addrs at; /* of slot idx */
 	int closed;  /* set once by lmn_conv_close, read by other threads (atomic) */
 	int closing; /* claimed by the one thread that records the final state */
 	struct lmn_conv_info final; /* state as of the close */
@@ -88,6 +89,7 @@ struct lmn__serve_end {
 	uint32_t watching; /* the sentinel watches this tenant's initiator */
 	struct lmn__rx cmd;
 	struct lmn__tx inbox;
+	struct lmn__conv_addrs at; /* of the slot, once attached */
 };
 
 struct lmn_msg {

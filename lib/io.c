@@ -152,9 +152,7 @@ LMN_EXPORT int lmn_send(lmn_conv *conv, const void *data, size_t len, unsigned i
 		uint32_t expect;
 		bool expired;
 
-		r = lmn__tx_reserve(&conv->tx, ch,
-				    lmn__freebuf(&bus->l, bus->base, conv->idx, dir), &bus->l,
-				    &cell);
+		r = lmn__tx_reserve(&conv->tx, ch, conv->at.freebuf[dir], &bus->l, &cell);
 		if (r != -EAGAIN)
 			break;
 		if (flags & LMN_SEND_NONBLOCK)
@@ -202,9 +200,9 @@ LMN_EXPORT int lmn_send(lmn_conv *conv, const void *data, size_t len, unsigned i
 		return r;
 
 	if (len)
-		lmn__payload_copy(lmn__payload(&bus->l, bus->base, conv->idx, dir, cell), data, len);
-	lmn__tx_publish(&conv->tx, ch, lmn__databuf(&bus->l, bus->base, conv->idx, dir),
-			&bus->l, cell, ++conv->next_id, 0, (uint32_t)len);
+		lmn__payload_copy(lmn__addrs_payload(&conv->at, &bus->l, dir, cell), data, len);
+	lmn__tx_publish(&conv->tx, ch, conv->at.databuf[dir], &bus->l, cell, ++conv->next_id, 0,
+			(uint32_t)len);
 	ck_pr_store_64(&c->sent, c->sent + 1);
 	/* Our participant's total, for liminal top.  Other threads of ours
 	 * may send on other conversations: atomic adds. */
@@ -236,10 +234,10 @@ static int data_or_end(void *p)
 {
 	struct data_ctx *x = p;
 	struct lmn_bus *bus = x->conv->bus;
-	struct lmn__entry *db = lmn__databuf(&bus->l, bus->base, x->conv->idx, 1);
+	struct lmn__entry *db = x->conv->at.databuf[1];
 
 	if (x->careful ? lmn__rx_any(&x->conv->rx, &x->c->inbox, db, &bus->l) != 0
-		       : lmn__rx_ready_pull(&x->conv->rx, db, &bus->l, bus->base, x->conv->idx, 1))
+		       : lmn__rx_ready_pull(&x->conv->rx, db, &bus->l, x->conv->at.cells[1]))
 		return 1;
 	return ck_pr_load_32(&x->c->phase) > LMN__PHASE_ACTIVE || server_gone(x->c);
 }
@@ -255,7 +253,7 @@ static void drop_one(struct lmn_conv *conv, struct lmn__conv *c, uint32_t cell)
 	struct lmn_bus *bus = conv->bus;
 
 	lmn__rx_advance(&conv->rx, &c->inbox);
-	lmn__rx_return(&conv->rx, lmn__freebuf(&bus->l, bus->base, conv->idx, 1), &bus->l, cell);
+	lmn__rx_return(&conv->rx, conv->at.freebuf[1], &bus->l, cell);
 	(void)lmn__rx_flush(&conv->rx, &c->inbox, bus->l.ring_depth);
 	if (conv->buffering && lmn__word_signal(&c->inbox.free_word))
 		lmn__wake(&c->inbox.free_word);
@@ -277,11 +275,11 @@ static ssize_t take_one(struct lmn_conv *conv, struct lmn__conv *c, void *buf, s
 	int r;
 
 	for (;;) {
-		r = lmn__rx_peek(&conv->rx, &c->inbox, lmn__databuf(&bus->l, bus->base, conv->idx, 1),
-				 &bus->l, careful, &cell, &e);
+		r = lmn__rx_peek(&conv->rx, &c->inbox, conv->at.databuf[1], &bus->l, careful, &cell,
+				 &e);
 		if (r < 0)
 			return r;
-		payload = lmn__payload(&bus->l, bus->base, conv->idx, 1, cell);
+		payload = lmn__addrs_payload(&conv->at, &bus->l, 1, cell);
 		/* The payload's line while the header is read, not after. */
 		__builtin_prefetch(payload);
 		len = ck_pr_load_32(&e->length);
@@ -334,8 +332,7 @@ static ssize_t recv_impl(lmn_conv *conv, void *buf, size_t cap, int timeout_ms,
 		if (phase == LMN__PHASE_FAILED ||
 		    (!conv->buffering && server_gone(c))) {
 			/* A reply may have landed just before the failure. */
-			if (lmn__rx_any(&conv->rx, &c->inbox,
-					lmn__databuf(&conv->bus->l, conv->bus->base, conv->idx, 1),
+			if (lmn__rx_any(&conv->rx, &c->inbox, conv->at.databuf[1],
 					&conv->bus->l) != 0)
 				continue;
 			return gone_error(c);

@@ -38,9 +38,9 @@ struct lmn__serve_end *lmn__serve_attach(struct lmn_bus *bus, struct lmn__conv *
 	struct lmn__serve_end *e = &bus->ends[idx];
 
 	e->attached = 0;
+	lmn__conv_addrs_of(&bus->l, bus->base, idx, &e->at);
 	if (lmn__rx_attach(&e->cmd, &c->cmd, bus->l.ring_size) < 0 ||
-	    lmn__tx_attach(&e->inbox, &c->inbox, lmn__databuf(&bus->l, bus->base, idx, 1),
-			   bus->l.ring_size) < 0)
+	    lmn__tx_attach(&e->inbox, &c->inbox, e->at.databuf[1], bus->l.ring_size) < 0)
 		return NULL;
 	e->gen = gen;
 	e->attached = 1;
@@ -56,11 +56,10 @@ struct lmn__serve_end *lmn__serve_attach(struct lmn_bus *bus, struct lmn__conv *
  * other way round, which would hand one cell out twice).  A cell number
  * read back from the free ring is trusted only as far as the state says
  * it was ours to return. */
-void lmn__serve_flush_returns(struct lmn_bus *bus, struct lmn__conv *c, uint32_t idx,
-			  struct lmn__serve_end *e)
+void lmn__serve_flush_returns(struct lmn_bus *bus, struct lmn__conv *c, struct lmn__serve_end *e)
 {
-	uint8_t *states = lmn__cell_states(&bus->l, bus->base, idx);
-	struct ck_ring_buffer *fb = lmn__freebuf(&bus->l, bus->base, idx, 0);
+	uint8_t *states = e->at.states;
+	struct ck_ring_buffer *fb = e->at.freebuf[0];
 	uint32_t n = lmn__rx_unflushed(&e->cmd);
 
 	if (!n)
@@ -80,12 +79,12 @@ void lmn__serve_flush_returns(struct lmn_bus *bus, struct lmn__conv *c, uint32_t
  * give_back).  The slot tells: the tail's line is the sender's, and
  * reading it here would put a miss on every request's path; a damaged
  * slot only makes the batch go early. */
-void lmn__serve_flush_if_drained(struct lmn_bus *bus, struct lmn__conv *c, uint32_t idx,
-			     struct lmn__serve_end *e)
+void lmn__serve_flush_if_drained(struct lmn_bus *bus, struct lmn__conv *c,
+				 struct lmn__serve_end *e)
 {
 	if (lmn__rx_unflushed(&e->cmd) &&
-	    !lmn__rx_ready(&e->cmd, lmn__databuf(&bus->l, bus->base, idx, 0), bus->l.ring_size))
-		lmn__serve_flush_returns(bus, c, idx, e);
+	    !lmn__rx_ready(&e->cmd, e->at.databuf[0], bus->l.ring_size))
+		lmn__serve_flush_returns(bus, c, e);
 }
 
 /* Give a command cell back to the initiator.  Cells go back in batches
@@ -94,15 +93,15 @@ void lmn__serve_flush_if_drained(struct lmn_bus *bus, struct lmn__conv *c, uint3
  * are held back only while a request is queued that this server will take,
  * and taking the last one flushes them (take_from): a sender never waits
  * for room that a server idle on its conversation keeps. */
-void lmn__serve_give_back(struct lmn_bus *bus, struct lmn__conv *c, uint32_t idx,
-		      struct lmn__serve_end *e, uint32_t cell)
+void lmn__serve_give_back(struct lmn_bus *bus, struct lmn__conv *c, struct lmn__serve_end *e,
+			  uint32_t cell)
 {
-	ck_pr_store_8(&lmn__cell_states(&bus->l, bus->base, idx)[cell], LMN__CELL_RETURNING);
-	lmn__rx_return(&e->cmd, lmn__freebuf(&bus->l, bus->base, idx, 0), &bus->l, cell);
+	ck_pr_store_8(&e->at.states[cell], LMN__CELL_RETURNING);
+	lmn__rx_return(&e->cmd, e->at.freebuf[0], &bus->l, cell);
 	if (lmn__rx_unflushed(&e->cmd) >= bus->return_batch)
-		lmn__serve_flush_returns(bus, c, idx, e);
+		lmn__serve_flush_returns(bus, c, e);
 	else
-		lmn__serve_flush_if_drained(bus, c, idx, e);
+		lmn__serve_flush_if_drained(bus, c, e);
 }
 
 /* Is the conversation of msg still the tenant it came from, and still
@@ -148,16 +147,15 @@ LMN_EXPORT int lmn_reply(lmn_msg *msg, const void *data, size_t len)
 	}
 	/* A server never waits for a client: a full inbox is the client's
 	 * problem, reported to the server as -EAGAIN. */
-	r = lmn__tx_reserve(&e->inbox, &c->inbox, lmn__freebuf(&bus->l, bus->base, msg->conv, 1),
-			    &bus->l, &cell);
+	r = lmn__tx_reserve(&e->inbox, &c->inbox, e->at.freebuf[1], &bus->l, &cell);
 	if (r < 0)
 		goto out;
 	if (len)
-		lmn__payload_copy(lmn__payload(&bus->l, bus->base, msg->conv, 1, cell), data, len);
-	lmn__tx_publish(&e->inbox, &c->inbox, lmn__databuf(&bus->l, bus->base, msg->conv, 1),
-			&bus->l, cell, c->replied + 1, msg->id, (uint32_t)len);
+		lmn__payload_copy(lmn__addrs_payload(&e->at, &bus->l, 1, cell), data, len);
+	lmn__tx_publish(&e->inbox, &c->inbox, e->at.databuf[1], &bus->l, cell, c->replied + 1,
+			msg->id, (uint32_t)len);
 	ck_pr_store_64(&c->replied, c->replied + 1);
-	ck_pr_store_8(&lmn__cell_states(&bus->l, bus->base, msg->conv)[msg->cell],
+	ck_pr_store_8(&e->at.states[msg->cell],
 		      LMN__CELL_ANSWERED);
 	if (lmn__word_signal(&c->inbox.data_word))
 		lmn__wake(&c->inbox.data_word);
@@ -178,7 +176,7 @@ static void release_locked(struct lmn_bus *bus, struct lmn_msg *msg)
 		struct lmn__serve_end *e = lmn__serve_ends(bus, c, msg->conv, msg->conv_gen);
 
 		if (e)
-			lmn__serve_give_back(bus, c, msg->conv, e, msg->cell);
+			lmn__serve_give_back(bus, c, e, msg->cell);
 		if (c->server_held)
 			c->server_held--;
 	} else {

@@ -94,12 +94,11 @@ static bool is_hot(const struct lmn_bus *bus, uint32_t idx, uint32_t gen)
  * the header from the cell.  The mark before the move: a server killed in
  * between leaves the cell both marked and queued (reroute sees that and
  * lets the ring deliver it), never neither. */
-static void claim(struct lmn_bus *bus, struct lmn__conv *c, uint32_t idx,
-		  struct lmn__serve_end *e, uint32_t cell, const struct lmn__entry *ent)
+static void claim(struct lmn_bus *bus, struct lmn__conv *c, struct lmn__serve_end *e,
+		  uint32_t cell, const struct lmn__entry *ent)
 {
-	struct lmn__entry *db = lmn__databuf(&bus->l, bus->base, idx, 0);
-	struct lmn__envelope *env = (struct lmn__envelope *)lmn__cell(&bus->l, bus->base, idx, 0,
-								      cell);
+	struct lmn__entry *db = e->at.databuf[0];
+	struct lmn__envelope *env = (struct lmn__envelope *)lmn__addrs_cell(&e->at, &bus->l, 0, cell);
 	uint32_t next;
 
 	/* The payload is read only after we return: start pulling it over
@@ -109,15 +108,15 @@ static void claim(struct lmn_bus *bus, struct lmn__conv *c, uint32_t idx,
 	/* The next request is already known to be there: start pulling its
 	 * payload over from the sender's core while this one is handled. */
 	if (lmn__rx_peek_next(&e->cmd, db, &bus->l, &next) == 0)
-		__builtin_prefetch(lmn__payload(&bus->l, bus->base, idx, 0, next));
+		__builtin_prefetch(lmn__addrs_payload(&e->at, &bus->l, 0, next));
 	ck_pr_store_64(&env->id, ck_pr_load_64(&ent->id));
 	ck_pr_store_32(&env->length, ck_pr_load_32(&ent->length));
-	ck_pr_store_8(&lmn__cell_states(&bus->l, bus->base, idx)[cell], LMN__CELL_HELD);
+	ck_pr_store_8(&e->at.states[cell], LMN__CELL_HELD);
 	/* Orders the header and the held mark before the head store that
 	 * moves past the entry. */
 	ck_pr_fence_store();
 	lmn__rx_advance(&e->cmd, &c->cmd);
-	lmn__serve_flush_if_drained(bus, c, idx, e);
+	lmn__serve_flush_if_drained(bus, c, e);
 }
 
 static int unhot(struct lmn_bus *bus, bool tail_damaged);
@@ -138,7 +137,7 @@ static int dropped_damaged(struct lmn_bus *bus, struct lmn__conv *c, uint32_t id
 			(void)unhot(bus, true);
 		return -EBADMSG;
 	}
-	lmn__serve_flush_if_drained(bus, c, idx, e);
+	lmn__serve_flush_if_drained(bus, c, e);
 	pend_push(bus, idx);
 	return -EBADMSG;
 }
@@ -165,14 +164,13 @@ static int hand_out(struct lmn_bus *bus, struct lmn__conv *c, uint32_t idx, uint
 		    struct lmn__serve_end *e, uint32_t cell, unsigned int flags,
 		    struct lmn_msg **ret)
 {
-	struct lmn__envelope *env = (struct lmn__envelope *)lmn__cell(&bus->l, bus->base, idx, 0,
-								      cell);
+	struct lmn__envelope *env = (struct lmn__envelope *)lmn__addrs_cell(&e->at, &bus->l, 0, cell);
 	uint32_t len = ck_pr_load_32(&env->length);
 	struct lmn_msg *m = len <= bus->l.max_message ? lmn__msg_alloc(bus) : NULL;
 	struct lmn__participant *self;
 
 	if (!m) {
-		lmn__serve_give_back(bus, c, idx, e, cell);
+		lmn__serve_give_back(bus, c, e, cell);
 		pend_push(bus, idx);
 		return len > bus->l.max_message ? -EBADMSG : -ENOMEM;
 	}
@@ -246,9 +244,9 @@ static int take_from(struct lmn_bus *bus, uint32_t idx, struct lmn_msg **ret)
 		 * tell the server the conversation is gone. */
 		while (lmn__rx_peek(&e->cmd, &c->cmd, db, &bus->l, true, &cell, &ent) == 0) {
 			lmn__rx_advance(&e->cmd, &c->cmd);
-			lmn__serve_give_back(bus, c, idx, e, cell);
+			lmn__serve_give_back(bus, c, e, cell);
 		}
-		lmn__serve_flush_returns(bus, c, idx, e);
+		lmn__serve_flush_returns(bus, c, e);
 		ck_pr_store_32(&c->redeliver, 0);
 		r = -EAGAIN;
 	} else if (take_redelivery(bus, c, idx, &cell) == 0) {
@@ -275,7 +273,7 @@ static int take_from(struct lmn_bus *bus, uint32_t idx, struct lmn_msg **ret)
 		    phase >= LMN__PHASE_COMPLETING)
 			r = -EAGAIN;
 		if (r == 0)
-			claim(bus, c, idx, e, cell, ent);
+			claim(bus, c, e, cell, ent);
 	}
 	if (r == -EAGAIN) {
 		if (phase < LMN__PHASE_COMPLETING || c->close_delivered)
@@ -351,7 +349,7 @@ static int hot_has_data(struct lmn_bus *bus)
 		return 0;
 	idx = ck_pr_load_32(&bus->hot_idx);
 	return lmn__rx_ready_pull(&bus->ends[idx].cmd, lmn__databuf(&bus->l, bus->base, idx, 0),
-				  &bus->l, bus->base, idx, 0);
+				  &bus->l, lmn__cell(&bus->l, bus->base, idx, 0, 0));
 }
 
 /* Marks are read when the pending queue empties, and also after this many
@@ -409,20 +407,19 @@ static int take_hot(struct lmn_bus *bus, struct lmn_msg **ret)
 	e = &bus->ends[idx];
 	if (!e->attached || e->gen != gen)
 		return -EAGAIN;
-	c = lmn__conv_at(&bus->l, bus->base, idx);
+	c = e->at.conv;
 	if (hot_needs_care(bus, c))
 		return -EAGAIN;
 	/* Orders the phase load before the look at the ring, as take_from
 	 * does: a close is published after the initiator's last request. */
 	ck_pr_fence_load();
 	was = e->cmd.data_c;
-	r = lmn__rx_peek(&e->cmd, &c->cmd, lmn__databuf(&bus->l, bus->base, idx, 0), &bus->l,
-			 false, &cell, &ent);
+	r = lmn__rx_peek(&e->cmd, &c->cmd, e->at.databuf[0], &bus->l, false, &cell, &ent);
 	if (r == -EAGAIN)
 		return -EAGAIN;
 	if (r < 0)
 		return dropped_damaged(bus, c, idx, gen, e, was);
-	claim(bus, c, idx, e, cell, ent);
+	claim(bus, c, e, cell, ent);
 	r = hand_out(bus, c, idx, gen, e, cell, 0, ret);
 	if (r == 0)
 		bus->takes_unmarked++;

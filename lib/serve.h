@@ -25,11 +25,10 @@ static inline struct lmn__serve_end *lmn__serve_ends(struct lmn_bus *bus, struct
 	return lmn__serve_attach(bus, c, idx, gen);
 }
 
-void lmn__serve_flush_returns(struct lmn_bus *bus, struct lmn__conv *c, uint32_t idx,
-			      struct lmn__serve_end *e);
-void lmn__serve_flush_if_drained(struct lmn_bus *bus, struct lmn__conv *c, uint32_t idx,
+void lmn__serve_flush_returns(struct lmn_bus *bus, struct lmn__conv *c, struct lmn__serve_end *e);
+void lmn__serve_flush_if_drained(struct lmn_bus *bus, struct lmn__conv *c,
 				 struct lmn__serve_end *e);
-void lmn__serve_give_back(struct lmn_bus *bus, struct lmn__conv *c, uint32_t idx,
-			  struct lmn__serve_end *e, uint32_t cell);
+void lmn__serve_give_back(struct lmn_bus *bus, struct lmn__conv *c, struct lmn__serve_end *e,
+			  uint32_t cell);
 
 #endif

@@ -366,10 +366,9 @@ static inline int lmn__rx_ready(const struct lmn__rx *rx, struct lmn__entry *dat
  * the first line of its cell's payload over from the producer's core.  For
  * a polling loop: the cell's miss then overlaps the way from the poll to
  * the take, instead of following it.  The cell number is only
- * bounds-checked, as a prefetch needs. */
+ * bounds-checked, as a prefetch needs.  cells: cell 0 of the channel. */
 static inline int lmn__rx_ready_pull(const struct lmn__rx *rx, struct lmn__entry *databuf,
-				     const struct lmn__layout *l, void *base, uint32_t conv,
-				     unsigned dir)
+				     const struct lmn__layout *l, char *cells)
 {
 	uint32_t c = ck_pr_load_32((uint32_t *)&rx->data_c), got;
 	uint64_t v;
@@ -378,9 +377,10 @@ static inline int lmn__rx_ready_pull(const struct lmn__rx *rx, struct lmn__entry
 		return 0;
 	got = lmn__entry_cell(v);
 	if (got < l->ring_depth)
-		__builtin_prefetch(lmn__payload(
-			l, base, conv, dir,
-			lmn__rx_as_guessed(got, lmn__rx_guess(rx, databuf, l->ring_size))));
+		__builtin_prefetch(cells + sizeof(struct lmn__envelope) +
+				   (uint64_t)lmn__rx_as_guessed(got, lmn__rx_guess(rx, databuf,
+										  l->ring_size)) *
+					   l->cell_size);
 	return 1;
 }
 

@@ -373,4 +373,41 @@ static inline char *lmn__payload(const struct lmn__layout *l, void *base, uint32
 	return lmn__cell(l, base, conv, dir, cell) + sizeof(struct lmn__envelope);
 }
 
+/* The addresses of one conversation's parts, as the functions above give
+ * them, worked out once by a process that uses them on every message: the
+ * arithmetic, a dozen instructions a use, lay on each message's path a few
+ * times over (perf/README.md).  They depend only on the validated layout
+ * and the slot's index, never on what the segment holds. */
+struct lmn__conv_addrs {
+	struct lmn__conv *conv;
+	struct lmn__entry *databuf[2];     /* 0 cmd, 1 inbox */
+	struct ck_ring_buffer *freebuf[2];
+	char *cells[2];                    /* cell 0 of each direction */
+	uint8_t *states;                   /* of the command cells */
+};
+
+static inline void lmn__conv_addrs_of(const struct lmn__layout *l, void *base, uint32_t conv,
+				      struct lmn__conv_addrs *ret)
+{
+	ret->conv = lmn__conv_at(l, base, conv);
+	for (unsigned dir = 0; dir < 2; dir++) {
+		ret->databuf[dir] = lmn__databuf(l, base, conv, dir);
+		ret->freebuf[dir] = lmn__freebuf(l, base, conv, dir);
+		ret->cells[dir] = lmn__cell(l, base, conv, dir, 0);
+	}
+	ret->states = lmn__cell_states(l, base, conv);
+}
+
+static inline char *lmn__addrs_cell(const struct lmn__conv_addrs *a, const struct lmn__layout *l,
+				    unsigned dir, uint32_t cell)
+{
+	return a->cells[dir] + (uint64_t)cell * l->cell_size;
+}
+
+static inline char *lmn__addrs_payload(const struct lmn__conv_addrs *a,
+				       const struct lmn__layout *l, unsigned dir, uint32_t cell)
+{
+	return lmn__addrs_cell(a, l, dir, cell) + sizeof(struct lmn__envelope);
+}
+
 #endif
