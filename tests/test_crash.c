@@ -861,6 +861,19 @@ START_TEST(pidfd_keys_are_never_reused)
 }
 END_TEST
 
+/* Bounded wait until participant (idx, gen) has been reaped and its slot
+ * is free: a reaper frees it last, after the dead one's conversations. */
+static void await_slot_free(lmn_bus *bus, uint32_t idx, uint32_t gen)
+{
+	uint64_t end = th_now_ms() + TH_TIMEOUT_MS;
+
+	while (ck_pr_load_64(&lmn__part(&bus->l, bus->base, idx)->slot) !=
+	       lmn__slot_word(gen, LMN__SLOT_FREE)) {
+		ck_assert_uint_lt(th_now_ms(), end);
+		sched_yield();
+	}
+}
+
 /* The sentinel leaves a death to the waiters whose sleep polls the pidfd,
  * since they reap it themselves.  One counted as polling that never does
  * (its io_uring sleep fell back to futex(2)) must not leave the death
@@ -868,7 +881,7 @@ END_TEST
 START_TEST(death_left_to_pollers_is_reaped)
 {
 	const char *name = th_bus(8, 4, 64);
-	uint64_t key = 0, end;
+	uint64_t key = 0;
 	uint32_t idx, gen;
 	struct srv s1;
 	lmn_bus *bus;
@@ -878,12 +891,7 @@ START_TEST(death_left_to_pollers_is_reaped)
 	ck_assert_int_eq(lmn__part_find(&bus->l, bus->base, "s1", &idx, &gen), 0);
 	ck_assert_int_ge(lmn__sentinel_pidfd(bus, idx, gen, true, &key), 0);
 	kill_and_reap(p1);
-	end = th_now_ms() + TH_TIMEOUT_MS;
-	while (ck_pr_load_64(&lmn__part(&bus->l, bus->base, idx)->slot) !=
-	       lmn__slot_word(gen, LMN__SLOT_FREE)) {
-		ck_assert_uint_lt(th_now_ms(), end);
-		sched_yield();
-	}
+	await_slot_free(bus, idx, gen);
 	lmn__sentinel_put(bus, idx, gen, true);
 	lmn_bus_leave(bus);
 }
@@ -950,7 +958,6 @@ START_TEST(last_drop_killed_before_the_free)
 	lmn_conv *conv;
 	lmn_bus *bus;
 	struct srv s = {.bus = name, .self = "srv", .service = "svc"};
-	uint64_t end;
 	pid_t pid;
 
 	th_event_new(&s.ready);
@@ -965,12 +972,7 @@ START_TEST(last_drop_killed_before_the_free)
 	/* Reap it here, or see the sentinel do it: either way through the
 	 * dead server's conversations, not through a scan of them all. */
 	(void)lmn__part_reap(&bus->l, bus->base, idx, gen);
-	end = th_now_ms() + TH_TIMEOUT_MS;
-	while (ck_pr_load_64(&lmn__part(&bus->l, bus->base, idx)->slot) !=
-	       lmn__slot_word(gen, LMN__SLOT_FREE)) {
-		ck_assert_uint_lt(th_now_ms(), end);
-		sched_yield();
-	}
+	await_slot_free(bus, idx, gen);
 	ck_assert_uint_eq(conversations_used(name), 0);
 	lmn_bus_leave(bus);
 	assert_bus_empty(name);
