@@ -30,6 +30,7 @@ struct srv {
 	const char *self;
 	const char *service;
 	struct th_event ready, holding;
+	struct th_event dropped; /* half_drop_main only */
 };
 
 static int srv_main(void *p)
@@ -935,6 +936,8 @@ static int half_drop_main(void *p)
 				return 13;
 			sched_yield();
 		}
+		/* The test learns that the kill lands between the two. */
+		th_event_fire(&s->dropped);
 		raise(SIGKILL);
 		return 14;
 	}
@@ -961,6 +964,7 @@ START_TEST(last_drop_killed_before_the_free)
 	pid_t pid;
 
 	th_event_new(&s.ready);
+	th_event_new(&s.dropped);
 	pid = th_fork(half_drop_main, &s);
 	ck_assert_int_eq(th_event_await(&s.ready, TH_TIMEOUT_MS), 0);
 	ck_assert_int_eq(lmn_bus_join(name, "cli", &bus), 0);
@@ -968,6 +972,7 @@ START_TEST(last_drop_killed_before_the_free)
 	ck_assert_int_eq(lmn_conv_open(bus, "svc", &cfg, &conv), 0);
 	/* Our reference goes; the server's is the last. */
 	lmn_conv_free(conv);
+	ck_assert_int_eq(th_event_await(&s.dropped, TH_TIMEOUT_MS), 0);
 	ck_assert_int_eq(th_wait(pid, TH_TIMEOUT_MS), -1);
 	/* Reap it here, or see the sentinel do it: either way through the
 	 * dead server's conversations, not through a scan of them all. */
