@@ -155,8 +155,7 @@ LMN_EXPORT int lmn_reply(lmn_msg *msg, const void *data, size_t len)
 	lmn__tx_publish(&e->inbox, &c->inbox, e->at.databuf[1], &bus->l, cell, c->replied + 1,
 			msg->id, (uint32_t)len);
 	ck_pr_store_64(&c->replied, c->replied + 1);
-	ck_pr_store_8(&e->at.states[msg->cell],
-		      LMN__CELL_ANSWERED);
+	ck_pr_store_8(&e->at.states[msg->cell], LMN__CELL_ANSWERED);
 	if (lmn__word_signal(&c->inbox.data_word))
 		lmn__wake(&c->inbox.data_word);
 out:

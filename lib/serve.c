@@ -316,8 +316,7 @@ static int unhot(struct lmn_bus *bus, bool tail_damaged)
 	lmn__fence_full();
 	/* With a damaged tail, look at the slot our end would take next. */
 	queued = tail_damaged ? lmn__rx_ready(&bus->ends[bus->hot_idx].cmd,
-					      lmn__databuf(&bus->l, bus->base, bus->hot_idx, 0),
-					      bus->l.ring_size)
+					      bus->ends[bus->hot_idx].at.databuf[0], bus->l.ring_size)
 			      : lmn__chan_has_data(&c->cmd, bus->l.ring_size);
 	if (!queued)
 		return 0;

@@ -377,10 +377,8 @@ static inline int lmn__rx_ready_pull(const struct lmn__rx *rx, struct lmn__entry
 		return 0;
 	got = lmn__entry_cell(v);
 	if (got < l->ring_depth)
-		__builtin_prefetch(cells + sizeof(struct lmn__envelope) +
-				   (uint64_t)lmn__rx_as_guessed(got, lmn__rx_guess(rx, databuf,
-										  l->ring_size)) *
-					   l->cell_size);
+		__builtin_prefetch(lmn__payload_in(
+			cells, l, lmn__rx_as_guessed(got, lmn__rx_guess(rx, databuf, l->ring_size))));
 	return 1;
 }
 

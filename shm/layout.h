@@ -398,16 +398,26 @@ static inline void lmn__conv_addrs_of(const struct lmn__layout *l, void *base, u
 	ret->states = lmn__cell_states(l, base, conv);
 }
 
+/* Cell `cell`, and its payload, of the direction whose cell 0 is at cells. */
+static inline char *lmn__cell_in(char *cells, const struct lmn__layout *l, uint32_t cell)
+{
+	return cells + (uint64_t)cell * l->cell_size;
+}
+static inline char *lmn__payload_in(char *cells, const struct lmn__layout *l, uint32_t cell)
+{
+	return lmn__cell_in(cells, l, cell) + sizeof(struct lmn__envelope);
+}
+
 static inline char *lmn__addrs_cell(const struct lmn__conv_addrs *a, const struct lmn__layout *l,
 				    unsigned dir, uint32_t cell)
 {
-	return a->cells[dir] + (uint64_t)cell * l->cell_size;
+	return lmn__cell_in(a->cells[dir], l, cell);
 }
 
 static inline char *lmn__addrs_payload(const struct lmn__conv_addrs *a,
 				       const struct lmn__layout *l, unsigned dir, uint32_t cell)
 {
-	return lmn__addrs_cell(a, l, dir, cell) + sizeof(struct lmn__envelope);
+	return lmn__payload_in(a->cells[dir], l, cell);
 }
 
 #endif
