@@ -168,9 +168,16 @@ static inline bool lmn__timer_passed(struct lmn__timer *t, int timeout_ms,
  * none) or, when peer_fd is a pidfd, that process exits.  Returns 0 when
  * woken or the word had moved on, -ETIMEDOUT, or 1 when the peer exited.
  * The futex backend leaves peer deaths to the sentinel thread, whose reaping
- * wakes the word. */
+ * wakes the word.
+ *
+ * wake_ahead, when not NULL, is the futex word of the peer most likely to
+ * have work for us next: the io_uring backend wakes one sleeper on it as
+ * soon as this sleep is woken, in the kernel, so that the peer's wake-up
+ * overlaps our way back to user space and the work we then do for it
+ * (perf/README.md, *The wake ahead*).  It is only a head start: a sleeper
+ * woken for nothing looks at its condition and sleeps again. */
 int lmn__wait(uint32_t *word, uint32_t expected, uint64_t deadline_ns, int peer_fd,
-	      uint64_t peer_key);
+	      uint64_t peer_key, uint32_t *wake_ahead);
 /* Whether lmn__wait() polls a peer_fd it is given (the io_uring backend). */
 bool lmn__wait_polls(void);
 void lmn__wake(uint32_t *word);
@@ -187,7 +194,7 @@ bool lmn__pinned_alone(void);
 /* wait_uring.c, wait_futex.c: the two backends. */
 int lmn__uring_probe(void);
 int lmn__uring_wait(uint32_t *word, uint32_t expected, uint64_t deadline_ns, int peer_fd,
-		    uint64_t peer_key);
+		    uint64_t peer_key, uint32_t *wake_ahead);
 int lmn__futex_wait(uint32_t *word, uint32_t expected, uint64_t deadline_ns);
 void lmn__futex_wake(uint32_t *word);
 
@@ -275,9 +282,9 @@ int lmn__sentinel_pidfd(struct lmn_bus *bus, uint32_t idx, uint32_t gen, bool po
 void lmn__sentinel_put(struct lmn_bus *bus, uint32_t idx, uint32_t gen, bool polled);
 /* lmn__wait() on word, with (idx, gen) watched by the sentinel, and its
  * pidfd polled in the same sleep when poll is true; a death seen there is
- * reaped before returning 1. */
+ * reaped before returning 1.  wake_ahead as for lmn__wait(). */
 int lmn__sentinel_wait(struct lmn_bus *bus, uint32_t *word, uint32_t expect, uint64_t deadline,
-		       uint32_t idx, uint32_t gen, bool poll);
+		       uint32_t idx, uint32_t gen, bool poll, uint32_t *wake_ahead);
 
 /* watch.c */
 void lmn__watches_stop(struct lmn_bus *bus);

@@ -60,15 +60,19 @@ static int32_t server_cpu(const struct lmn_bus *bus, uint32_t s)
  * leaves the peer's death to the sentinel thread, which watches the same
  * pidfd (all waits register it) and reaps, which wakes the word: two wakes
  * on the way to the caller's return, not one.  A thread free to move meets
- * its peer on one CPU by chance, now and then, and keeps the poll. */
+ * its peer on one CPU by chance, now and then, and keeps the poll.
+ *
+ * wake_ahead (lmn__wait) is dropped there too: a peer on our CPU can run
+ * only once we sleep again, so waking it sooner only costs it a look. */
 static int wait_on(struct lmn_bus *bus, uint32_t *word, uint32_t expect, uint64_t deadline,
-		   uint32_t peer, uint32_t peer_gen, int32_t peer_cpu)
+		   uint32_t peer, uint32_t peer_gen, int32_t peer_cpu, uint32_t *wake_ahead)
 {
 	bool same_cpu = peer_cpu >= 0 && peer_cpu == lmn__current_cpu() && lmn__pinned_alone();
 
 	if (peer == UINT32_MAX)
-		return lmn__wait(word, expect, deadline, -1, 0);
-	return lmn__sentinel_wait(bus, word, expect, deadline, peer, peer_gen, !same_cpu);
+		return lmn__wait(word, expect, deadline, -1, 0, NULL);
+	return lmn__sentinel_wait(bus, word, expect, deadline, peer, peer_gen, !same_cpu,
+				  same_cpu ? NULL : wake_ahead);
 }
 
 /* Why a call on this conversation cannot go on, or 0: the phase's error,
@@ -183,12 +187,12 @@ LMN_EXPORT int lmn_send(lmn_conv *conv, const void *data, size_t len, unsigned i
 			continue;
 		}
 		if (dir) {
-			r = lmn__wait(&ch->free_word, expect, deadline, -1, 0);
+			r = lmn__wait(&ch->free_word, expect, deadline, -1, 0, NULL);
 		} else {
 			uint32_t sg, s = current_server(bus, c, &sg);
 
 			r = wait_on(bus, &ch->free_word, expect, deadline, s, sg,
-				    server_cpu(bus, s));
+				    server_cpu(bus, s), NULL);
 		}
 		if (r == -ETIMEDOUT)
 			return -ETIMEDOUT;
@@ -360,9 +364,15 @@ static ssize_t recv_impl(lmn_conv *conv, void *buf, size_t cap, int timeout_ms,
 		if (data_or_end(&x))
 			continue;
 		/* Woken or timed out, the loop looks again (carefully) and
-		 * decides. */
+		 * decides.  The server is woken ahead when our reply lands:
+		 * a caller that has its answer most likely calls again, and
+		 * the server's wake-up then overlaps the time it takes us to
+		 * get there (a Unix socket does the same: a read wakes the
+		 * writer's side). */
 		(void)wait_on(conv->bus, &c->inbox.data_word, expect, timer.deadline, server, server_gen,
-			      peer_cpu);
+			      peer_cpu,
+			      server == UINT32_MAX ? NULL
+						   : &lmn__part(&conv->bus->l, conv->bus->base, server)->doorbell);
 	}
 }
 

@@ -307,12 +307,12 @@ int lmn__sentinel_pidfd(struct lmn_bus *bus, uint32_t idx, uint32_t gen, bool po
 }
 
 int lmn__sentinel_wait(struct lmn_bus *bus, uint32_t *word, uint32_t expect, uint64_t deadline,
-			uint32_t idx, uint32_t gen, bool poll)
+			uint32_t idx, uint32_t gen, bool poll, uint32_t *wake_ahead)
 {
 	bool polls = poll && lmn__wait_polls();
 	uint64_t key = 0;
 	int fd = lmn__sentinel_pidfd(bus, idx, gen, polls, &key);
-	int r = lmn__wait(word, expect, deadline, polls ? fd : -1, key);
+	int r = lmn__wait(word, expect, deadline, polls ? fd : -1, key, wake_ahead);
 
 	/* Reap first: the caller's return waits for it, the pidfd's release
 	 * does not. */

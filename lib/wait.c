@@ -60,15 +60,17 @@ uint64_t lmn__deadline(int timeout_ms, uint64_t conv_deadline_ns, bool *passed)
 }
 
 int lmn__wait(uint32_t *word, uint32_t expected, uint64_t deadline_ns, int peer_fd,
-	      uint64_t peer_key)
+	      uint64_t peer_key, uint32_t *wake_ahead)
 {
 	/* io_uring earns its place when there is a peer's pidfd to poll in
-	 * the same sleep.  A wait with none (a server's doorbell, a sender
-	 * waiting for room in a buffering conversation) sleeps in futex(2):
-	 * io_uring's asynchronous futex path costs about 4 us more per sleep on
-	 * this kind of machine (perf/README.md), for nothing in return. */
-	if (pick_backend() == BACKEND_URING && peer_fd >= 0) {
-		int r = lmn__uring_wait(word, expected, deadline_ns, peer_fd, peer_key);
+	 * the same sleep, or a wake to send ahead the moment the sleep ends.
+	 * A wait with neither (a sender waiting for room in a buffering
+	 * conversation) sleeps in futex(2), whose wait is the cheaper of the
+	 * two.  futex(2) has no way to send a wake ahead: a wake sent from
+	 * user space after the sleep returns measured no faster than none
+	 * (perf/README.md), so the fallback sends none. */
+	if (pick_backend() == BACKEND_URING && (peer_fd >= 0 || wake_ahead)) {
+		int r = lmn__uring_wait(word, expected, deadline_ns, peer_fd, peer_key, wake_ahead);
 
 		if (r != -ENOSYS)
 			return r;

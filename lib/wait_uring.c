@@ -6,10 +6,11 @@
  * its first wait and torn down when it exits.  Rings do not survive fork:
  * a child finds its inherited ring stale and makes a new one.
  *
- * liburing 2.3 has no futex helpers, so the SQE is filled by hand: opcode
- * 51, fd carries the futex2 flags (FUTEX2_SIZE_U32, and no FUTEX2_PRIVATE
- * since the word is shared between processes), addr the word, off the
- * expected value, addr3 the wake mask; len and the op flags stay 0.
+ * liburing 2.3 has no futex helpers, so the SQEs are filled by hand:
+ * opcode 51 (FUTEX_WAIT) or 52 (FUTEX_WAKE), fd carries the futex2 flags
+ * (FUTEX2_SIZE_U32, and no FUTEX2_PRIVATE since the word is shared between
+ * processes), addr the word, off the expected value (a wait) or how many to
+ * wake (a wake), addr3 the mask; len and the op flags stay 0.
  */
 #include <errno.h>
 #include <poll.h>
@@ -23,9 +24,12 @@
 #include "internal.h"
 
 #define OP_FUTEX_WAIT 51
+#define OP_FUTEX_WAKE 52
 #define FUTEX2_SIZE_U32_FLAG 0x02
 #define FUTEX_MASK_ANY 0xffffffffull
 #define UD_FUTEX 1
+#define UD_AHEAD 2 /* the wake ahead linked to a futex wait */
+#define UD_POLL_LINK 3 /* the no-op linked to a poll */
 #define UD_CANCEL 4
 #define UD_POLL_FIRST 16 /* polls are tagged from here up */
 
@@ -114,6 +118,14 @@ static void prep_futex_wait(struct io_uring_sqe *sqe, uint32_t *word, uint32_t e
 	sqe->user_data = UD_FUTEX;
 }
 
+/* Wake one sleeper on word. */
+static void prep_futex_wake(struct io_uring_sqe *sqe, uint32_t *word)
+{
+	io_uring_prep_rw(OP_FUTEX_WAKE, sqe, FUTEX2_SIZE_U32_FLAG, word, 0, 1);
+	sqe->addr3 = FUTEX_MASK_ANY;
+	sqe->user_data = UD_AHEAD;
+}
+
 /* Submit what is queued and reap `want` completions; the futex result goes
  * to *futex_res.  Signals do not abandon the ops: they are in the kernel
  * and will complete, so we keep waiting for them. */
@@ -143,8 +155,9 @@ static int submit_and_reap(struct io_uring *ring, unsigned want, int *futex_res)
 	return 0;
 }
 
-/* A completion that is not this wait's futex or timeout: a poll (the
- * current one, or one replaced since) or a cancel. */
+/* A completion that is not this wait's futex: a poll (the current one, or
+ * one replaced since), the no-op linked to a poll, a wake ahead or a
+ * cancel. */
 static void other_cqe(const struct io_uring_cqe *cqe)
 {
 	if (cqe->user_data < UD_POLL_FIRST || cqe->user_data != tl.poll_ud)
@@ -238,14 +251,25 @@ static bool cancel_futex(struct io_uring *ring)
  * passes or the poll fires first, the futex wait is cancelled and reaped
  * before we return, so nothing of this wait is left for the next one to
  * trip over.
+ *
+ * The wake ahead is a FUTEX_WAKE linked to the FUTEX_WAIT: the kernel
+ * issues it when the wait completes, in our own io_uring_enter, before we
+ * are back in user space.  With deferred task work the kernel runs it only
+ * while the enter still waits for completions, so such a sleep waits for
+ * two (the futex and the wake), and each poll is linked to a no-op, so
+ * that a peer's death also makes two.  A wait the word had already left
+ * (-EAGAIN) fails, which cancels the wake; that completes too.  A wait we
+ * cancel (deadline, death) does not fail: the kernel completes it with
+ * -ECANCELED and runs its link, so the wake goes out, once, for nothing.
  */
 int lmn__uring_wait(uint32_t *word, uint32_t expected, uint64_t deadline_ns, int peer_fd,
-		    uint64_t peer_key)
+		    uint64_t peer_key, uint32_t *wake_ahead)
 {
 	struct io_uring *ring = ring_get();
 	struct __kernel_timespec ts;
 	struct io_uring_sqe *sqe;
 	bool futex_done = false, cancelled = false, timed_out = false, peer_exited = false;
+	unsigned want = 1;
 	int futex_res = 0;
 
 	if (!ring)
@@ -270,6 +294,12 @@ int lmn__uring_wait(uint32_t *word, uint32_t expected, uint64_t deadline_ns, int
 			io_uring_prep_poll_add(sqe, peer_fd, POLLIN);
 			tl.poll_ud = UD_POLL_FIRST + tl.next_ud++;
 			sqe->user_data = tl.poll_ud;
+			sqe->flags |= IOSQE_IO_LINK;
+			sqe = io_uring_get_sqe(ring);
+			if (!sqe)
+				return give_up(ring);
+			io_uring_prep_nop(sqe);
+			sqe->user_data = UD_POLL_LINK;
 			tl.poll_key = peer_key;
 			tl.poll_armed = 1;
 			tl.poll_fired = 0;
@@ -279,6 +309,16 @@ int lmn__uring_wait(uint32_t *word, uint32_t expected, uint64_t deadline_ns, int
 	if (!sqe)
 		return give_up(ring);
 	prep_futex_wait(sqe, word, expected);
+	if (wake_ahead) {
+		struct io_uring_sqe *wake = io_uring_get_sqe(ring);
+
+		/* No room: sleep without it, it is only a head start. */
+		if (wake) {
+			sqe->flags |= IOSQE_IO_LINK;
+			prep_futex_wake(wake, wake_ahead);
+			want = 2;
+		}
+	}
 	while (!futex_done) {
 		struct io_uring_cqe *cqe;
 		int r;
@@ -293,7 +333,7 @@ int lmn__uring_wait(uint32_t *word, uint32_t expected, uint64_t deadline_ns, int
 		}
 		/* Submit whatever is queued and wait in the same call.  Its
 		 * -ETIME is only a cue to look at the clock above. */
-		r = io_uring_submit_and_wait_timeout(ring, &cqe, 1,
+		r = io_uring_submit_and_wait_timeout(ring, &cqe, want,
 						     deadline_ns && !cancelled ? &ts : NULL, NULL);
 		if (r == -EINTR || r == -ETIME)
 			continue; /* the ops are in the kernel; keep waiting */

@@ -237,7 +237,8 @@ LMN_EXPORT int lmn_watch_wait(lmn_watch *watch, int timeout_ms)
 		pthread_mutex_unlock(&bus->wlock);
 		if (r)
 			continue;
-		(void)lmn__sentinel_wait(bus, word, expect, deadline, watch->idx, watch->gen, true);
+		(void)lmn__sentinel_wait(bus, word, expect, deadline, watch->idx, watch->gen, true,
+					 NULL);
 	}
 }
 

@@ -1,0 +1,439 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The wake ahead (lmn__wait's wake_ahead): a sleep that is woken wakes one
+ * sleeper on another word, in the kernel, before it is back in user space.
+ * First the mechanism, between processes that sleep on words in a shared
+ * page; then its two uses: a caller's sleep for its reply wakes its
+ * server's doorbell, and a server's sleep wakes the caller it served last.
+ *
+ * Whether a process is asleep is read from /proc: a task in state S inside
+ * the futex or io_uring_enter system call has queued itself (between the
+ * call's entry and its queueing it is running).  The futex(2) fallback has
+ * no wake ahead; where it would matter, the tests check that none is sent.
+ */
+#include <errno.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "../lib/internal.h"
+
+/* Two futex words in a page every process of the test shares. */
+struct words {
+	uint32_t word;  /* what the waker sleeps on */
+	uint32_t ahead; /* what the sleeper we watch sleeps on */
+	uint32_t server_idx;
+	uint32_t sent; /* the request the test watches has been sent */
+};
+
+static struct words *words_new(void)
+{
+	struct words *w = mmap(NULL, sizeof(*w), PROT_READ | PROT_WRITE,
+			       MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+
+	ck_assert_ptr_ne(w, MAP_FAILED);
+	memset(w, 0, sizeof(*w));
+	return w;
+}
+
+static int uring(void)
+{
+	return strcmp(lmn_wait_backend(), "io_uring") == 0;
+}
+
+/* The system call a sleep of this backend is made in. */
+static long sleep_call(void)
+{
+	return uring() ? SYS_io_uring_enter : SYS_futex;
+}
+
+/* Is thread tid of process pid asleep inside system call nr? */
+static int asleep_in(pid_t pid, pid_t tid, long nr)
+{
+	char path[64], buf[512];
+	const char *paren;
+	FILE *f;
+	long call;
+	int asleep;
+
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/stat", (int)pid, (int)tid);
+	f = fopen(path, "r");
+	if (!f)
+		return 0;
+	asleep = fgets(buf, sizeof(buf), f) && (paren = strrchr(buf, ')')) && paren[1] == ' ' &&
+		 paren[2] == 'S';
+	fclose(f);
+	if (!asleep)
+		return 0;
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/syscall", (int)pid, (int)tid);
+	f = fopen(path, "r");
+	if (!f)
+		return 0;
+	asleep = fscanf(f, "%ld", &call) == 1 && call == nr;
+	fclose(f);
+	return asleep;
+}
+
+/* Wait until the main thread of pid sleeps in system call nr: 0, or -1
+ * after timeout_ms. */
+static int await_asleep(pid_t pid, long nr, int timeout_ms)
+{
+	uint64_t end = th_now_ms() + (uint64_t)timeout_ms;
+
+	while (!asleep_in(pid, pid, nr)) {
+		if (th_now_ms() >= end)
+			return -1;
+		sched_yield();
+	}
+	return 0;
+}
+
+/* A sleeper on w->ahead, which nobody changes: exits 0 once woken, 1 if its
+ * own deadline passed first. */
+static int ahead_sleeper_main(void *p)
+{
+	struct words *w = p;
+	int r = lmn__futex_wait(&w->ahead, 0, lmn__now_ns() + 10000000000ull);
+
+	return r == 0 && ck_pr_load_32(&w->ahead) == 0 ? 0 : 1;
+}
+
+static pid_t start_ahead_sleeper(struct words *w)
+{
+	pid_t pid = th_fork(ahead_sleeper_main, w);
+
+	ck_assert_int_eq(await_asleep(pid, SYS_futex, TH_TIMEOUT_MS), 0);
+	return pid;
+}
+
+/* The sleeper on w->ahead is still asleep: wake it by hand and reap it. */
+static void expect_still_asleep(struct words *w, pid_t sleeper)
+{
+	ck_assert(asleep_in(sleeper, sleeper, SYS_futex));
+	lmn__futex_wake(&w->ahead);
+	ck_assert_int_eq(th_wait(sleeper, TH_TIMEOUT_MS), 0);
+}
+
+/* Reap the sleeper on w->ahead, waking it if nothing has. */
+static void reap_sleeper(struct words *w, pid_t sleeper)
+{
+	lmn__futex_wake(&w->ahead);
+	ck_assert_int_eq(th_wait(sleeper, TH_TIMEOUT_MS), 0);
+}
+
+/* A waker: sleeps on w->word with a wake ahead on w->ahead, says it is
+ * back, and parks until `done`, entering the kernel for nothing else: a
+ * wake that the kernel kept for its next io_uring_enter, or for the ring's
+ * teardown at exit, would not go out in time. */
+struct waker {
+	struct words *w;
+	struct th_event back, done;
+};
+
+static int waker_main(void *p)
+{
+	struct waker *k = p;
+	int r = lmn__wait(&k->w->word, 0, lmn__now_ns() + 10000000000ull, -1, 0, &k->w->ahead);
+
+	th_event_fire(&k->back);
+	if (th_event_await(&k->done, TH_TIMEOUT_MS) < 0)
+		return 2;
+	return r == 0 ? 0 : 1;
+}
+
+START_TEST(woken_sleep_wakes_ahead)
+{
+	struct waker k = {.w = words_new()};
+	pid_t sleeper = start_ahead_sleeper(k.w), waker;
+
+	th_event_new(&k.back);
+	th_event_new(&k.done);
+	waker = th_fork(waker_main, &k);
+	ck_assert_int_eq(await_asleep(waker, sleep_call(), TH_TIMEOUT_MS), 0);
+	/* Wake the waker without changing its word: its sleep ends woken,
+	 * not on a word that moved on. */
+	lmn__futex_wake(&k.w->word);
+	ck_assert_int_eq(th_event_await(&k.back, TH_TIMEOUT_MS), 0);
+	if (uring())
+		ck_assert_int_eq(th_wait(sleeper, TH_TIMEOUT_MS), 0);
+	else
+		expect_still_asleep(k.w, sleeper);
+	th_event_fire(&k.done);
+	ck_assert_int_eq(th_wait(waker, TH_TIMEOUT_MS), 0);
+}
+END_TEST
+
+START_TEST(word_moved_on_wakes_nobody)
+{
+	struct words *w = words_new();
+	pid_t sleeper = start_ahead_sleeper(w);
+
+	/* The word holds 0, the wait expects 5: it ends at once, and the
+	 * wake linked to it is cancelled, not sent. */
+	ck_assert_int_eq(lmn__wait(&w->word, 5, lmn__now_ns() + 10000000000ull, -1, 0, &w->ahead),
+			 0);
+	expect_still_asleep(w, sleeper);
+}
+END_TEST
+
+/* A sleep that wakes ahead waits for two completions: one that ends at its
+ * deadline must not wait for more.  (The kernel completes a cancelled
+ * FUTEX_WAIT without failing its link, so the wake may go out: one wake
+ * for nothing, which the sleeper survives.) */
+START_TEST(timeout_ends_a_sleep_that_wakes_ahead)
+{
+	struct words *w = words_new();
+	pid_t sleeper = start_ahead_sleeper(w);
+	uint64_t t0 = lmn__now_ns();
+
+	ck_assert_int_eq(lmn__wait(&w->word, 0, t0 + 50000000ull, -1, 0, &w->ahead), -ETIMEDOUT);
+	ck_assert_uint_ge(lmn__now_ns() - t0, 50000000ull);
+	/* What the cancelled sleep left in the ring does not confuse the
+	 * next: one the word has left ends at once and wakes nobody. */
+	reap_sleeper(w, sleeper);
+	sleeper = start_ahead_sleeper(w);
+	ck_assert_int_eq(lmn__wait(&w->word, 5, lmn__now_ns() + 10000000000ull, -1, 0, &w->ahead),
+			 0);
+	expect_still_asleep(w, sleeper);
+}
+END_TEST
+
+/* Dies once its parent sleeps. */
+static int dying_peer_main(void *p)
+{
+	(void)p;
+	return await_asleep(getppid(), sleep_call(), TH_TIMEOUT_MS) == 0 ? 0 : 1;
+}
+
+START_TEST(death_ends_a_sleep_that_wakes_ahead)
+{
+	struct words *w = words_new();
+	pid_t sleeper = start_ahead_sleeper(w);
+	pid_t peer = th_fork(dying_peer_main, NULL);
+	int fd = (int)syscall(SYS_pidfd_open, peer, 0);
+	uint64_t t0 = lmn__now_ns();
+	int r;
+
+	ck_assert_int_ge(fd, 0);
+	/* io_uring polls the pidfd in the same sleep, which must end at the
+	 * death although it waits for two completions; the fallback leaves
+	 * deaths to the sentinel thread and sleeps until its deadline. */
+	r = lmn__wait(&w->word, 0, t0 + (uring() ? 10000000000ull : 200000000ull), fd, 1,
+		      &w->ahead);
+	ck_assert_int_eq(r, uring() ? 1 : -ETIMEDOUT);
+	if (uring())
+		ck_assert_uint_lt(lmn__now_ns() - t0, 10000000000ull);
+	ck_assert_int_eq(th_wait(peer, TH_TIMEOUT_MS), 0);
+	reap_sleeper(w, sleeper);
+	close(fd);
+}
+END_TEST
+
+/* A server for the two tests below.  Its first request it answers at
+ * once; the second it takes and holds, until its caller sleeps for the
+ * reply (hold_reply) or for good; then it waits on a pipe, not on its
+ * doorbell, so that the only sleeper left there is the test's.  `taken`
+ * fires when it holds the second request. */
+struct server {
+	const char *bus;
+	struct words *w;
+	bool hold_reply;
+	struct th_event ready, taken, done;
+};
+
+static int server_main(void *p)
+{
+	struct server *s = p;
+	lmn_bus *bus;
+	lmn_msg *m;
+
+	if (lmn_bus_join(s->bus, "server", &bus) < 0 || lmn_bus_serve(bus, "svc") < 0)
+		return 10;
+	ck_pr_store_32(&s->w->server_idx, bus->self_idx);
+	th_event_fire(&s->ready);
+	for (int n = 0; n < 2; n++) {
+		if (lmn_next(bus, &m, TH_TIMEOUT_MS) < 0 || lmn_msg_kind(m) != LMN_MSG_REQUEST)
+			return 11;
+		if (n == 1) {
+			th_event_fire(&s->taken);
+			if (!s->hold_reply)
+				break;
+			if (await_asleep(getppid(), sleep_call(), TH_TIMEOUT_MS) < 0)
+				return 12;
+		}
+		if (lmn_reply(m, "pong", 4) < 0)
+			return 13;
+		lmn_msg_release(m);
+	}
+	if (th_event_await(&s->done, TH_TIMEOUT_MS) < 0)
+		return 14;
+	return 0;
+}
+
+static pid_t server_start(struct server *s, bool hold_reply)
+{
+	pid_t pid;
+
+	s->bus = th_bus(8, 4, 64);
+	s->w = words_new();
+	s->hold_reply = hold_reply;
+	th_event_new(&s->ready);
+	th_event_new(&s->taken);
+	th_event_new(&s->done);
+	pid = th_fork(server_main, s);
+	ck_assert_int_eq(th_event_await(&s->ready, TH_TIMEOUT_MS), 0);
+	return pid;
+}
+
+/* What a sleeper watches: one word of the bus, with the value it holds. */
+struct watched {
+	const char *bus;
+	uint32_t server_idx; /* the server's doorbell, or */
+	uint32_t conv_idx;   /* this conversation's reply word (UINT32_MAX: none) */
+	uint32_t *sent;      /* if not NULL, wakes before it is set do not count */
+};
+
+static uint32_t *watched_word(const struct watched *x, lmn_bus *bus)
+{
+	if (x->conv_idx != UINT32_MAX)
+		return &lmn__conv_at(&bus->l, bus->base, x->conv_idx)->inbox.data_word;
+	return &lmn__part(&bus->l, bus->base, x->server_idx)->doorbell;
+}
+
+/* Exits 0 when woken with the word as it was (a wake, not a bump). */
+static int word_sleeper_main(void *p)
+{
+	struct watched *x = p;
+	uint64_t deadline = lmn__now_ns() + 10000000000ull;
+	lmn_bus *bus;
+	uint32_t *word, v;
+
+	if (lmn_bus_join(x->bus, "watcher", &bus) < 0)
+		return 10;
+	word = watched_word(x, bus);
+	v = ck_pr_load_32(word);
+	for (;;) {
+		if (lmn__futex_wait(word, v, deadline) != 0 || ck_pr_load_32(word) != v)
+			return 1;
+		if (!x->sent || ck_pr_load_32(x->sent))
+			return 0;
+	}
+}
+
+static pid_t start_word_sleeper(struct watched *x)
+{
+	pid_t pid = th_fork(word_sleeper_main, x);
+
+	ck_assert_int_eq(await_asleep(pid, SYS_futex, TH_TIMEOUT_MS), 0);
+	return pid;
+}
+
+/* The fallback sent no wake: the sleeper is still asleep; wake it by hand. */
+static void expect_word_sleeper_asleep(const struct watched *x, lmn_bus *bus, pid_t sleeper)
+{
+	ck_assert(asleep_in(sleeper, sleeper, SYS_futex));
+	lmn__futex_wake(watched_word(x, bus));
+	ck_assert_int_eq(th_wait(sleeper, TH_TIMEOUT_MS), 0);
+}
+
+START_TEST(caller_wakes_its_server_ahead)
+{
+	struct server s;
+	pid_t server = server_start(&s, true);
+	struct watched x = {.bus = s.bus, .conv_idx = UINT32_MAX};
+	struct lmn_conv_config cfg = th_cfg(LMN_POLICY_FAIL);
+	lmn_bus *bus;
+	lmn_conv *conv;
+	char buf[8];
+	pid_t sleeper;
+
+	ck_assert_int_eq(lmn_bus_join(s.bus, "client", &bus), 0);
+	ck_assert_int_eq(lmn_conv_open(bus, "svc", &cfg, &conv), 0);
+	ck_assert_int_eq(lmn_call(conv, "a", 1, buf, sizeof(buf), TH_TIMEOUT_MS), 4);
+	ck_assert_int_eq(lmn_send(conv, "b", 1, 0), 0);
+	/* Once the server holds the request it never touches its doorbell
+	 * again: the sleeper is the only one there. */
+	ck_assert_int_eq(th_event_await(&s.taken, TH_TIMEOUT_MS), 0);
+	x.server_idx = ck_pr_load_32(&s.w->server_idx);
+	sleeper = start_word_sleeper(&x);
+	/* The server replies once we sleep; our sleep, woken, wakes the
+	 * server's doorbell ahead. */
+	ck_assert_int_eq(lmn_recv(conv, buf, sizeof(buf), TH_TIMEOUT_MS), 4);
+	ck_assert_int_eq(memcmp(buf, "pong", 4), 0);
+	if (uring())
+		ck_assert_int_eq(th_wait(sleeper, TH_TIMEOUT_MS), 0);
+	else
+		expect_word_sleeper_asleep(&x, bus, sleeper);
+	th_event_fire(&s.done);
+	ck_assert_int_eq(th_wait(server, TH_TIMEOUT_MS), 0);
+	lmn_conv_free(conv);
+	lmn_bus_leave(bus);
+}
+END_TEST
+
+START_TEST(server_wakes_its_last_caller_ahead)
+{
+	struct server s;
+	pid_t server = server_start(&s, false);
+	struct watched x = {.bus = s.bus, .sent = &s.w->sent};
+	struct lmn_conv_config cfg = th_cfg(LMN_POLICY_FAIL);
+	lmn_bus *bus;
+	lmn_conv *conv;
+	char buf[8];
+	pid_t sleeper;
+
+	ck_assert_int_eq(lmn_bus_join(s.bus, "client", &bus), 0);
+	ck_assert_int_eq(lmn_conv_open(bus, "svc", &cfg, &conv), 0);
+	/* One call makes us the caller the server served last. */
+	ck_assert_int_eq(lmn_call(conv, "a", 1, buf, sizeof(buf), TH_TIMEOUT_MS), 4);
+	x.conv_idx = conv->idx;
+	/* Nobody sleeps on our reply word but the sleeper, and nobody will
+	 * signal it: the server holds our next request unanswered.  The
+	 * server may still be on its way back from a wake our call sent it
+	 * ahead, which wakes the sleeper too: that one does not count. */
+	sleeper = start_word_sleeper(&x);
+	ck_assert_int_eq(await_asleep(server, sleep_call(), TH_TIMEOUT_MS), 0);
+	/* Our request wakes the server, whose sleep wakes the sleeper. */
+	ck_assert_int_eq(await_asleep(sleeper, SYS_futex, TH_TIMEOUT_MS), 0);
+	ck_pr_store_32(&s.w->sent, 1);
+	ck_assert_int_eq(lmn_send(conv, "b", 1, 0), 0);
+	if (uring()) {
+		ck_assert_int_eq(th_wait(sleeper, TH_TIMEOUT_MS), 0);
+	} else {
+		ck_assert_int_eq(th_event_await(&s.taken, TH_TIMEOUT_MS), 0);
+		expect_word_sleeper_asleep(&x, bus, sleeper);
+	}
+	th_event_fire(&s.done);
+	ck_assert_int_eq(th_wait(server, TH_TIMEOUT_MS), 0);
+	lmn_conv_free(conv);
+	lmn_bus_leave(bus);
+}
+END_TEST
+
+static Suite *wake_suite(void)
+{
+	Suite *s = suite_create("wake");
+	TCase *tc = tcase_create("ahead");
+
+	tcase_add_checked_fixture(tc, th_setup, th_teardown);
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, woken_sleep_wakes_ahead);
+	tcase_add_test(tc, word_moved_on_wakes_nobody);
+	tcase_add_test(tc, timeout_ends_a_sleep_that_wakes_ahead);
+	tcase_add_test(tc, death_ends_a_sleep_that_wakes_ahead);
+	tcase_add_test(tc, caller_wakes_its_server_ahead);
+	tcase_add_test(tc, server_wakes_its_last_caller_ahead);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	return th_run(wake_suite());
+}
