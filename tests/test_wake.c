@@ -342,20 +342,30 @@ static void expect_word_sleeper_asleep(const struct watched *x, lmn_bus *bus, pi
 	ck_assert_int_eq(th_wait(sleeper, TH_TIMEOUT_MS), 0);
 }
 
+/* Join as a caller, open a conversation to the server and make one call,
+ * which the server answers at once. */
+static lmn_conv *first_call(const struct server *s, lmn_bus **ret_bus)
+{
+	struct lmn_conv_config cfg = th_cfg(LMN_POLICY_FAIL);
+	lmn_conv *conv;
+	char buf[8];
+
+	ck_assert_int_eq(lmn_bus_join(s->bus, "client", ret_bus), 0);
+	ck_assert_int_eq(lmn_conv_open(*ret_bus, "svc", &cfg, &conv), 0);
+	ck_assert_int_eq(lmn_call(conv, "a", 1, buf, sizeof(buf), TH_TIMEOUT_MS), 4);
+	return conv;
+}
+
 START_TEST(caller_wakes_its_server_ahead)
 {
 	struct server s;
 	pid_t server = server_start(&s, true);
 	struct watched x = {.bus = s.bus, .conv_idx = UINT32_MAX};
-	struct lmn_conv_config cfg = th_cfg(LMN_POLICY_FAIL);
 	lmn_bus *bus;
-	lmn_conv *conv;
+	lmn_conv *conv = first_call(&s, &bus);
 	char buf[8];
 	pid_t sleeper;
 
-	ck_assert_int_eq(lmn_bus_join(s.bus, "client", &bus), 0);
-	ck_assert_int_eq(lmn_conv_open(bus, "svc", &cfg, &conv), 0);
-	ck_assert_int_eq(lmn_call(conv, "a", 1, buf, sizeof(buf), TH_TIMEOUT_MS), 4);
 	ck_assert_int_eq(lmn_send(conv, "b", 1, 0), 0);
 	/* Once the server holds the request it never touches its doorbell
 	 * again: the sleeper is the only one there. */
@@ -382,16 +392,11 @@ START_TEST(server_wakes_its_last_caller_ahead)
 	struct server s;
 	pid_t server = server_start(&s, false);
 	struct watched x = {.bus = s.bus, .sent = &s.w->sent};
-	struct lmn_conv_config cfg = th_cfg(LMN_POLICY_FAIL);
 	lmn_bus *bus;
-	lmn_conv *conv;
-	char buf[8];
+	/* One call makes us the caller the server served last. */
+	lmn_conv *conv = first_call(&s, &bus);
 	pid_t sleeper;
 
-	ck_assert_int_eq(lmn_bus_join(s.bus, "client", &bus), 0);
-	ck_assert_int_eq(lmn_conv_open(bus, "svc", &cfg, &conv), 0);
-	/* One call makes us the caller the server served last. */
-	ck_assert_int_eq(lmn_call(conv, "a", 1, buf, sizeof(buf), TH_TIMEOUT_MS), 4);
 	x.conv_idx = conv->idx;
 	/* Nobody sleeps on our reply word but the sleeper, and nobody will
 	 * signal it: the server holds our next request unanswered.  The
