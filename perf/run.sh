@@ -152,13 +152,14 @@ function paired_median(name,    i, k, j, v, tmp) {
 		}
 	return k % 2 ? v[(k + 1) / 2] : (v[k / 2] + v[k / 2 + 1]) / 2
 }
-function target(name, num, den, t, le,    r, met) {
+# cmp: "le" (at most t), "lt" (under t: "beats", "under 1 %") or "ge".
+function target(name, num, den, t, cmp,    r, met) {
 	r = den > 0 ? num / den : 0
 	if (paired_median(name) >= 0) {
 		r = paired_median(name)
 		den = 1
 	}
-	met = den > 0 && (le ? r <= t : r >= t)
+	met = den > 0 && (cmp == "le" ? r <= t : cmp == "lt" ? r < t : r >= t)
 	s = s (s == "" ? "" : ",") sprintf("\"%s\":{\"ratio\":%.3f,\"target\":%s,\"met\":%s}",
 					   name, r, t, met ? "true" : "false")
 }
@@ -167,36 +168,36 @@ END {
 	s = ""
 	target("rtt_spin_64_vs_raw_spin",
 	       pick("rtt", "^liminal_io_uring_spin$", 64, "0,1", "", "", "p50_ns"),
-	       pick("rtt", "^spin$", 64, "0,1", "", "", "p50_ns"), 1.5, 1)
+	       pick("rtt", "^spin$", 64, "0,1", "", "", "p50_ns"), 1.5, "le")
 	target("rtt_sleep_64_vs_raw_futex",
 	       pick("rtt", "^liminal_io_uring_sleep$", 64, "0,1", "", "", "p50_ns"),
-	       pick("rtt", "^futex$", 64, "0,1", "", "", "p50_ns"), 1.1, 1)
+	       pick("rtt", "^futex$", 64, "0,1", "", "", "p50_ns"), 1.1, "le")
 	target("rtt_sleep_64_vs_uds",
 	       pick("rtt", "^liminal_io_uring_sleep$", 64, "0,1", "", "", "p50_ns"),
-	       pick("rtt", "^uds$", 64, "0,1", "", "", "p50_ns"), 1.0, 1)
+	       pick("rtt", "^uds$", 64, "0,1", "", "", "p50_ns"), 1.0, "lt")
 	target("stream_vs_raw_spin_ring",
 	       pick("stream", "^liminal", 64, "", "", "", "msgs_per_s"),
-	       pick("stream", "^spinring$", 64, "", "", "", "msgs_per_s"), 0.5, 0)
+	       pick("stream", "^spinring$", 64, "", "", "", "msgs_per_s"), 0.5, "ge")
 	target("stream_vs_uds",
 	       pick("stream", "^liminal", 64, "", "", "", "msgs_per_s"),
-	       pick("stream", "^uds$", 64, "", "", "", "msgs_per_s"), 10, 0)
+	       pick("stream", "^uds$", 64, "", "", "", "msgs_per_s"), 10, "ge")
 	target("scale_100000_vs_1",
 	       pick("scale", "^liminal", "", "", "convs", 100000, "p50_ns"),
-	       pick("scale", "^liminal", "", "", "convs", 1, "p50_ns"), 1.1, 1)
+	       pick("scale", "^liminal", "", "", "convs", 1, "p50_ns"), 1.1, "le")
 	target("one_core_spin_vs_raw_futex",
 	       pick("rtt", "^liminal_io_uring_spin$", 64, "0,0", "", "", "p50_ns"),
-	       pick("rtt", "^futex$", 64, "0,0", "", "", "p50_ns"), 1.2, 1)
+	       pick("rtt", "^futex$", 64, "0,0", "", "", "p50_ns"), 1.2, "le")
 	target("fanin_8_spin_vs_sleep",
 	       pick("fanin", "_spin$", "", "", "clients", 8, "msgs_per_s"),
-	       pick("fanin", "_sleep$", "", "", "clients", 8, "msgs_per_s"), 1.0, 0)
+	       pick("fanin", "_sleep$", "", "", "clients", 8, "msgs_per_s"), 1.0, "ge")
 	target("idle_cpu_fraction", pick("idle", "^liminal", "", "", "", "", "cpu_fraction"), 1,
-	       0.01, 1)
+	       0.01, "lt")
 	target("crash_return_vs_raw_pidfd",
 	       pick("crash_detect", "^liminal_recv_fail$", "", "", "", "", "p50_ns"),
-	       pick("crash_detect", "^raw_pidfd_poll$", "", "", "", "", "p50_ns"), 1.2, 1)
+	       pick("crash_detect", "^raw_pidfd_poll$", "", "", "", "", "p50_ns"), 1.2, "le")
 	target("route_next_gap_p99_ms",
 	       pick("route_next_gap", "^liminal_route_next$", "", "", "", "", "p99_ns") / 1e6, 1,
-	       1, 1)
+	       1, "lt")
 	printf("{\"summary\":{%s}}\n", s)
 }' "$out"
 
