@@ -51,6 +51,10 @@ struct lmn_bus {
 	int hot;
 	uint32_t hot_idx;
 	uint32_t hot_gen;
+	/* The conversation served last before lmn_next()'s previous sleep,
+	 * and its count of requests served then (last_caller_word, serve.c). */
+	uint32_t ahead_idx, ahead_gen;
+	uint64_t ahead_served;
 	/* Exit watches: their own lock, since the watch thread holds it while
 	 * it looks at the segment. */
 	pthread_mutex_t wlock;
@@ -172,10 +176,13 @@ static inline bool lmn__timer_passed(struct lmn__timer *t, int timeout_ms,
  *
  * wake_ahead, when not NULL, is the futex word of the peer most likely to
  * have work for us next: the io_uring backend wakes one sleeper on it as
- * soon as this sleep is woken, in the kernel, so that the peer's wake-up
+ * soon as this sleep ends, in the kernel, so that the peer's wake-up
  * overlaps our way back to user space and the work we then do for it
- * (perf/README.md, *The wake ahead*).  It is only a head start: a sleeper
- * woken for nothing looks at its condition and sleeps again. */
+ * (perf/README.md, *The wake ahead*).  It goes out however the sleep ends,
+ * woken, at the deadline or at the peer's death.  A sleeper woken for
+ * nothing looks at its condition and sleeps again; the callers pass a word
+ * only where that cannot turn into two sleepers waking each other for
+ * nothing for good. */
 int lmn__wait(uint32_t *word, uint32_t expected, uint64_t deadline_ns, int peer_fd,
 	      uint64_t peer_key, uint32_t *wake_ahead);
 /* Whether lmn__wait() polls a peer_fd it is given (the io_uring backend). */
@@ -190,6 +197,9 @@ int lmn__spin_adaptive(struct lmn_bus *bus, int32_t peer_cpu, int (*cond)(void *
 int lmn__current_cpu(void);
 /* Whether the calling thread may run on one CPU only (cached a while). */
 bool lmn__pinned_alone(void);
+/* Whether a peer that last ran on peer_cpu (-1: unknown) can run only once
+ * we sleep: it ran on our CPU, and we may run on no other. */
+bool lmn__peer_shares_our_cpu(int32_t peer_cpu);
 
 /* wait_uring.c, wait_futex.c: the two backends. */
 int lmn__uring_probe(void);

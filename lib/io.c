@@ -50,6 +50,12 @@ static int32_t server_cpu(const struct lmn_bus *bus, uint32_t s)
 	return (int32_t)ck_pr_load_32((uint32_t *)&lmn__part(&bus->l, bus->base, s)->doorbell_cpu);
 }
 
+/* The doorbell of server s, or NULL for none (UINT32_MAX). */
+static uint32_t *server_doorbell(const struct lmn_bus *bus, uint32_t s)
+{
+	return s == UINT32_MAX ? NULL : &lmn__part(&bus->l, bus->base, s)->doorbell;
+}
+
 /* Wait for a futex word, and for the death of the peer we wait on: when
  * its pidfd fires, reap it, which applies the policy and wakes the word.
  *
@@ -67,7 +73,7 @@ static int32_t server_cpu(const struct lmn_bus *bus, uint32_t s)
 static int wait_on(struct lmn_bus *bus, uint32_t *word, uint32_t expect, uint64_t deadline,
 		   uint32_t peer, uint32_t peer_gen, int32_t peer_cpu, uint32_t *wake_ahead)
 {
-	bool same_cpu = peer_cpu >= 0 && peer_cpu == lmn__current_cpu() && lmn__pinned_alone();
+	bool same_cpu = lmn__peer_shares_our_cpu(peer_cpu);
 
 	if (peer == UINT32_MAX)
 		return lmn__wait(word, expect, deadline, -1, 0, NULL);
@@ -313,7 +319,7 @@ static ssize_t recv_impl(lmn_conv *conv, void *buf, size_t cap, int timeout_ms,
 	struct lmn__timer timer = {0};
 	ssize_t r;
 	unsigned looks = 0;
-	bool spun = false;
+	bool spun = false, slept = false;
 
 	r = enter(conv, &c);
 	/* A failed conversation still delivers what had arrived first. */
@@ -368,11 +374,12 @@ static ssize_t recv_impl(lmn_conv *conv, void *buf, size_t cap, int timeout_ms,
 		 * a caller that has its answer most likely calls again, and
 		 * the server's wake-up then overlaps the time it takes us to
 		 * get there (a Unix socket does the same: a read wakes the
-		 * writer's side). */
+		 * writer's side).  Only from the first sleep of a call: one
+		 * after a wake that brought nothing must not wake the server,
+		 * or the two could wake each other for nothing for good. */
 		(void)wait_on(conv->bus, &c->inbox.data_word, expect, timer.deadline, server, server_gen,
-			      peer_cpu,
-			      server == UINT32_MAX ? NULL
-						   : &lmn__part(&conv->bus->l, conv->bus->base, server)->doorbell);
+			      peer_cpu, slept ? NULL : server_doorbell(conv->bus, server));
+		slept = true;
 	}
 }
 

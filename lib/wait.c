@@ -4,8 +4,9 @@
  *
  * The backend is chosen once per process, at the first wait: io_uring's
  * FUTEX_WAIT if the kernel takes it, else futex(2).  LIMINAL_WAIT=futex
- * forces the fallback.  Wakes are always futex(2) FUTEX_WAKE on the shared
- * (not private) futex: that reaches sleepers of both backends alike.
+ * forces the fallback.  Wakes are FUTEX_WAKE on the shared (not private)
+ * futex, from futex(2) or, for a wake ahead, from io_uring: either reaches
+ * sleepers of both backends alike.
  */
 #include <errno.h>
 #include <limits.h>
@@ -114,6 +115,11 @@ bool lmn__pinned_alone(void)
 		pinned = sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) == 1;
 	}
 	return pinned;
+}
+
+bool lmn__peer_shares_our_cpu(int32_t peer_cpu)
+{
+	return peer_cpu >= 0 && peer_cpu == lmn__current_cpu() && lmn__pinned_alone();
 }
 
 /* A spin can pay off only while the peer runs on another CPU: on one CPU

@@ -1,10 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The io_uring backend: a blocking wait is one FUTEX_WAIT SQE, submitted
- * and waited for with one io_uring_enter, whose own timeout carries the
- * deadline.  Each thread that blocks gets its own small ring, made at
- * its first wait and torn down when it exits.  Rings do not survive fork:
- * a child finds its inherited ring stale and makes a new one.
+ * The io_uring backend: a blocking wait is one FUTEX_WAIT SQE (with a
+ * linked FUTEX_WAKE when it wakes a peer ahead, and a poll of the peer's
+ * pidfd left armed across waits), submitted and waited for with one
+ * io_uring_enter, whose own timeout carries the deadline.  Each thread
+ * that blocks gets its own small ring, made at its first wait and torn
+ * down when it exits.  Rings do not survive fork: a child finds its
+ * inherited ring stale and makes a new one.
  *
  * liburing 2.3 has no futex helpers, so the SQEs are filled by hand:
  * opcode 51 (FUTEX_WAIT) or 52 (FUTEX_WAKE), fd carries the futex2 flags
@@ -268,8 +270,10 @@ int lmn__uring_wait(uint32_t *word, uint32_t expected, uint64_t deadline_ns, int
 	struct io_uring *ring = ring_get();
 	struct __kernel_timespec ts;
 	struct io_uring_sqe *sqe;
-	bool futex_done = false, cancelled = false, timed_out = false, peer_exited = false;
-	unsigned want = 1;
+	bool futex_done = false, ahead_done = true, cancelled = false, timed_out = false,
+	     peer_exited = false;
+	unsigned cancels = 0; /* our cancels not yet completed */
+	uint64_t ahead_ud = 0;
 	int futex_res = 0;
 
 	if (!ring)
@@ -287,6 +291,7 @@ int lmn__uring_wait(uint32_t *word, uint32_t expected, uint64_t deadline_ns, int
 					return give_up(ring);
 				io_uring_prep_cancel64(sqe, tl.poll_ud, 0);
 				sqe->user_data = UD_CANCEL;
+				cancels++;
 			}
 			sqe = io_uring_get_sqe(ring);
 			if (!sqe)
@@ -316,25 +321,39 @@ int lmn__uring_wait(uint32_t *word, uint32_t expected, uint64_t deadline_ns, int
 		if (wake) {
 			sqe->flags |= IOSQE_IO_LINK;
 			prep_futex_wake(wake, wake_ahead);
-			want = 2;
+			/* Its own tag: a completion is known for this wake's. */
+			ahead_ud = UD_POLL_FIRST + tl.next_ud++;
+			wake->user_data = ahead_ud;
+			ahead_done = false;
 		}
 	}
-	while (!futex_done) {
+	/*
+	 * Until everything this wait submitted has completed but the poll
+	 * (which stays armed) and its no-op: the futex wait, its wake ahead,
+	 * our cancels.  Each enter waits for as many completions as are still
+	 * to come, so that the kernel runs the linked wake inside it; a
+	 * completion left over from an earlier wait only costs a pass more.
+	 * Nothing is left queued or running for the next wait to count.
+	 */
+	while (!futex_done || !ahead_done || cancels) {
 		struct io_uring_cqe *cqe;
+		bool cancel = false;
 		int r;
 
-		if (deadline_ns && !cancelled && !time_left(deadline_ns, &ts)) {
+		if (!futex_done && deadline_ns && !cancelled && !time_left(deadline_ns, &ts)) {
 			/* The deadline passed with the futex wait still armed
 			 * (or completing as we speak): cancel it and reap it. */
 			timed_out = true;
 			cancelled = true;
 			if (!cancel_futex(ring))
 				return give_up(ring);
+			cancels++;
 		}
 		/* Submit whatever is queued and wait in the same call.  Its
 		 * -ETIME is only a cue to look at the clock above. */
-		r = io_uring_submit_and_wait_timeout(ring, &cqe, want,
-						     deadline_ns && !cancelled ? &ts : NULL, NULL);
+		r = io_uring_submit_and_wait_timeout(
+			ring, &cqe, !futex_done + !ahead_done + cancels,
+			!futex_done && deadline_ns && !cancelled ? &ts : NULL, NULL);
 		if (r == -EINTR || r == -ETIME)
 			continue; /* the ops are in the kernel; keep waiting */
 		if (r < 0)
@@ -343,20 +362,30 @@ int lmn__uring_wait(uint32_t *word, uint32_t expected, uint64_t deadline_ns, int
 			if (cqe->user_data == UD_FUTEX) {
 				futex_done = true;
 				futex_res = cqe->res;
+			} else if (ahead_ud && cqe->user_data == ahead_ud) {
+				ahead_done = true;
+			} else if (cqe->user_data == UD_CANCEL) {
+				if (cancels)
+					cancels--;
 			} else {
 				other_cqe(cqe);
 				if (tl.poll_fired && peer_fd >= 0 && tl.poll_key == peer_key &&
 				    !peer_exited) {
 					peer_exited = true;
 					tl.poll_fired = 0;
-					if (!futex_done && !cancelled) {
-						cancelled = true;
-						if (!cancel_futex(ring))
-							return give_up(ring);
-					}
+					cancel = true;
 				}
 			}
 			io_uring_cqe_seen(ring, cqe);
+		}
+		/* The peer died: cancel the futex wait, unless it completed in
+		 * the same batch (a cancel queued then would be left for the
+		 * next wait to submit). */
+		if (cancel && !futex_done && !cancelled) {
+			cancelled = true;
+			if (!cancel_futex(ring))
+				return give_up(ring);
+			cancels++;
 		}
 	}
 	if (peer_exited)
