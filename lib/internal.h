@@ -76,6 +76,8 @@ struct lmn_conv {
 	struct lmn__tx tx; /* our end of the command channel (of the inbox,
 			    * when buffering); used by the one sending thread */
 	struct lmn__rx rx; /* our end of the inbox; by the one receiving thread */
+	uint64_t ahead_id; /* next_id when a sleep last woke the server ahead;
+			    * by the one receiving thread */
 	struct lmn__conv_addrs at; /* of slot idx */
 	int closed;  /* set once by lmn_conv_close, read by other threads (atomic) */
 	int closing; /* claimed by the one thread that records the final state */

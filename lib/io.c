@@ -319,7 +319,7 @@ static ssize_t recv_impl(lmn_conv *conv, void *buf, size_t cap, int timeout_ms,
 	struct lmn__timer timer = {0};
 	ssize_t r;
 	unsigned looks = 0;
-	bool spun = false, slept = false;
+	bool spun = false;
 
 	r = enter(conv, &c);
 	/* A failed conversation still delivers what had arrived first. */
@@ -328,7 +328,8 @@ static ssize_t recv_impl(lmn_conv *conv, void *buf, size_t cap, int timeout_ms,
 
 	for (;;) {
 		struct data_ctx x = {conv, c, false};
-		uint32_t expect, phase, server, server_gen = 0;
+		uint32_t expect, phase, server, server_gen = 0, *ahead;
+		uint64_t sent;
 		int32_t peer_cpu = -1;
 
 		/* The first look is quick, every later one careful. */
@@ -374,12 +375,18 @@ static ssize_t recv_impl(lmn_conv *conv, void *buf, size_t cap, int timeout_ms,
 		 * a caller that has its answer most likely calls again, and
 		 * the server's wake-up then overlaps the time it takes us to
 		 * get there (a Unix socket does the same: a read wakes the
-		 * writer's side).  Only from the first sleep of a call: one
-		 * after a wake that brought nothing must not wake the server,
-		 * or the two could wake each other for nothing for good. */
+		 * writer's side).  Once per request sent: a sleep after one
+		 * that brought nothing, or a receive polled with timeouts,
+		 * must not wake the server again, or the two could wake each
+		 * other for nothing for good. */
+		ahead = NULL;
+		sent = ck_pr_load_64(&conv->next_id);
+		if (conv->ahead_id != sent) {
+			conv->ahead_id = sent;
+			ahead = server_doorbell(conv->bus, server);
+		}
 		(void)wait_on(conv->bus, &c->inbox.data_word, expect, timer.deadline, server, server_gen,
-			      peer_cpu, slept ? NULL : server_doorbell(conv->bus, server));
-		slept = true;
+			      peer_cpu, ahead);
 	}
 }
 

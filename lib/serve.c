@@ -508,6 +508,11 @@ static uint32_t *last_caller_word(struct lmn_bus *bus)
 	uint64_t served;
 	bool again;
 
+	/* Only the io_uring backend sends a wake ahead; and the CPU test may
+	 * ask the kernel, which is done before the lock, not under it. */
+	if (!lmn__wait_polls() || lmn__peer_shares_our_cpu(ck_pr_load_32(
+					  (uint32_t *)&bus->last_peer_cpu)))
+		return NULL;
 	lmn__lock_take(&bus->lock);
 	idx = bus->hot_idx;
 	gen = bus->hot_gen;
@@ -521,12 +526,9 @@ static uint32_t *last_caller_word(struct lmn_bus *bus)
 	bus->ahead_idx = idx;
 	bus->ahead_gen = gen;
 	bus->ahead_served = served;
-	if (!again || ck_pr_load_32(&c->server_held) ||
-	    ck_pr_load_64(&c->slot) != lmn__slot_word(gen, LMN__SLOT_LIVE))
-		goto out;
-	if (lmn__peer_shares_our_cpu(bus->last_peer_cpu))
-		goto out;
-	word = &c->inbox.data_word;
+	if (again && !ck_pr_load_32(&c->server_held) &&
+	    ck_pr_load_64(&c->slot) == lmn__slot_word(gen, LMN__SLOT_LIVE))
+		word = &c->inbox.data_word;
 out:
 	lmn__lock_drop(&bus->lock);
 	return word;

@@ -30,10 +30,9 @@
 #define FUTEX2_SIZE_U32_FLAG 0x02
 #define FUTEX_MASK_ANY 0xffffffffull
 #define UD_FUTEX 1
-#define UD_AHEAD 2 /* the wake ahead linked to a futex wait */
 #define UD_POLL_LINK 3 /* the no-op linked to a poll */
 #define UD_CANCEL 4
-#define UD_POLL_FIRST 16 /* polls are tagged from here up */
+#define UD_POLL_FIRST 16 /* polls and wakes ahead are tagged from here up */
 
 struct tl_ring {
 	struct io_uring ring;
@@ -121,11 +120,11 @@ static void prep_futex_wait(struct io_uring_sqe *sqe, uint32_t *word, uint32_t e
 }
 
 /* Wake one sleeper on word. */
-static void prep_futex_wake(struct io_uring_sqe *sqe, uint32_t *word)
+static void prep_futex_wake(struct io_uring_sqe *sqe, uint32_t *word, uint64_t user_data)
 {
 	io_uring_prep_rw(OP_FUTEX_WAKE, sqe, FUTEX2_SIZE_U32_FLAG, word, 0, 1);
 	sqe->addr3 = FUTEX_MASK_ANY;
-	sqe->user_data = UD_AHEAD;
+	sqe->user_data = user_data;
 }
 
 /* Submit what is queued and reap `want` completions; the futex result goes
@@ -258,8 +257,9 @@ static bool cancel_futex(struct io_uring *ring)
  * issues it when the wait completes, in our own io_uring_enter, before we
  * are back in user space.  With deferred task work the kernel runs it only
  * while the enter still waits for completions, so such a sleep waits for
- * two (the futex and the wake), and each poll is linked to a no-op, so
- * that a peer's death also makes two.  A wait the word had already left
+ * the wake's completion too (from the start: two), and each poll is
+ * linked to a no-op, so that a peer's death also makes two and ends the
+ * first enter.  A wait the word had already left
  * (-EAGAIN) fails, which cancels the wake; that completes too.  A wait we
  * cancel (deadline, death) does not fail: the kernel completes it with
  * -ECANCELED and runs its link, so the wake goes out, once, for nothing.
@@ -320,10 +320,9 @@ int lmn__uring_wait(uint32_t *word, uint32_t expected, uint64_t deadline_ns, int
 		/* No room: sleep without it, it is only a head start. */
 		if (wake) {
 			sqe->flags |= IOSQE_IO_LINK;
-			prep_futex_wake(wake, wake_ahead);
 			/* Its own tag: a completion is known for this wake's. */
 			ahead_ud = UD_POLL_FIRST + tl.next_ud++;
-			wake->user_data = ahead_ud;
+			prep_futex_wake(wake, wake_ahead, ahead_ud);
 			ahead_done = false;
 		}
 	}
