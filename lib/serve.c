@@ -518,7 +518,8 @@ static uint32_t *last_caller_word(struct lmn_bus *bus)
 	gen = bus->hot_gen;
 	if (!gen)
 		goto out;
-	c = lmn__conv_at(&bus->l, bus->base, idx);
+	/* hot_idx was made hot from our end, whose address is kept. */
+	c = bus->ends[idx].at.conv;
 	/* Written by us, under this lock, but read back from the segment:
 	 * only a hint, which at worst sends a wake for nothing or none. */
 	served = ck_pr_load_64(&c->served);

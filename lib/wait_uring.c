@@ -229,16 +229,18 @@ static bool time_left(uint64_t deadline_ns, struct __kernel_timespec *ts)
 	return true;
 }
 
-/* Queue a cancel of this wait's FUTEX_WAIT (its completion says when it
- * is gone).  False when no SQE is free. */
-static bool cancel_futex(struct io_uring *ring)
+/* Queue a cancel of the request tagged target (its completion says when
+ * it is gone), and count it in *pending until that completion is reaped.
+ * False when no SQE is free. */
+static bool queue_cancel(struct io_uring *ring, uint64_t target, unsigned *pending)
 {
 	struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
 
 	if (!sqe)
 		return false;
-	io_uring_prep_cancel64(sqe, UD_FUTEX, 0);
+	io_uring_prep_cancel64(sqe, target, 0);
 	sqe->user_data = UD_CANCEL;
+	(*pending)++;
 	return true;
 }
 
@@ -285,14 +287,8 @@ int lmn__uring_wait(uint32_t *word, uint32_t expected, uint64_t deadline_ns, int
 			return 1;
 		}
 		if (!tl.poll_armed || tl.poll_key != peer_key) {
-			if (tl.poll_armed) {
-				sqe = io_uring_get_sqe(ring);
-				if (!sqe)
-					return give_up(ring);
-				io_uring_prep_cancel64(sqe, tl.poll_ud, 0);
-				sqe->user_data = UD_CANCEL;
-				cancels++;
-			}
+			if (tl.poll_armed && !queue_cancel(ring, tl.poll_ud, &cancels))
+				return give_up(ring);
 			sqe = io_uring_get_sqe(ring);
 			if (!sqe)
 				return give_up(ring);
@@ -344,9 +340,8 @@ int lmn__uring_wait(uint32_t *word, uint32_t expected, uint64_t deadline_ns, int
 			 * (or completing as we speak): cancel it and reap it. */
 			timed_out = true;
 			cancelled = true;
-			if (!cancel_futex(ring))
+			if (!queue_cancel(ring, UD_FUTEX, &cancels))
 				return give_up(ring);
-			cancels++;
 		}
 		/* Submit whatever is queued and wait in the same call.  Its
 		 * -ETIME is only a cue to look at the clock above. */
@@ -382,9 +377,8 @@ int lmn__uring_wait(uint32_t *word, uint32_t expected, uint64_t deadline_ns, int
 		 * next wait to submit). */
 		if (cancel && !futex_done && !cancelled) {
 			cancelled = true;
-			if (!cancel_futex(ring))
+			if (!queue_cancel(ring, UD_FUTEX, &cancels))
 				return give_up(ring);
-			cancels++;
 		}
 	}
 	if (peer_exited)

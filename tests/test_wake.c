@@ -350,24 +350,35 @@ static uint32_t *watched_word(const struct watched *x, lmn_bus *bus)
 	return &lmn__part(&bus->l, bus->base, x->server_idx)->doorbell;
 }
 
-/* Exits 0 when woken with the word as it was (a wake, not a bump). */
-static int word_sleeper_main(void *p)
+/* Sleeps on x's word, with the value it holds, until a wake that leaves
+ * the word as it was (a wake, not a bump) comes after x->sent is set (or
+ * at all, with no x->sent): 0 then, with *early the wakes before; -1 on a
+ * bump, a deadline or no bus. */
+static int sleep_on_watched(const struct watched *x, int *early)
 {
-	struct watched *x = p;
 	uint64_t deadline = lmn__now_ns() + 10000000000ull;
 	lmn_bus *bus;
 	uint32_t *word, v;
 
 	if (lmn_bus_join(x->bus, "watcher", &bus) < 0)
-		return 10;
+		return -1;
 	word = watched_word(x, bus);
 	v = ck_pr_load_32(word);
 	for (;;) {
 		if (lmn__futex_wait(word, v, deadline) != 0 || ck_pr_load_32(word) != v)
-			return 1;
+			return -1;
 		if (!x->sent || ck_pr_load_32(x->sent))
 			return 0;
+		(*early)++;
 	}
+}
+
+/* Exits 0 once woken (wakes before x->sent do not count), 1 otherwise. */
+static int word_sleeper_main(void *p)
+{
+	int early = 0;
+
+	return sleep_on_watched(p, &early) == 0 ? 0 : 1;
 }
 
 static pid_t start_word_sleeper(struct watched *x)
@@ -497,27 +508,12 @@ START_TEST(server_wakes_its_last_caller_ahead)
 }
 END_TEST
 
-/* Counts the wakes of a word with the value it holds, until x->sent:
- * exits with the count. */
+/* Exits with the count of the wakes of x's word before x->sent, or 101. */
 static int counting_sleeper_main(void *p)
 {
-	struct watched *x = p;
-	uint64_t deadline = lmn__now_ns() + 10000000000ull;
-	lmn_bus *bus;
-	uint32_t *word, v;
 	int wakes = 0;
 
-	if (lmn_bus_join(x->bus, "watcher", &bus) < 0)
-		return 100;
-	word = watched_word(x, bus);
-	v = ck_pr_load_32(word);
-	for (;;) {
-		if (lmn__futex_wait(word, v, deadline) != 0 || ck_pr_load_32(word) != v)
-			return 101;
-		if (ck_pr_load_32(x->sent))
-			return wakes;
-		wakes++;
-	}
+	return sleep_on_watched(p, &wakes) == 0 ? wakes : 101;
 }
 
 /* A caller that polls for a reply with short timeouts wakes its server
