@@ -2,8 +2,8 @@
 /*
  * The io_uring backend: a blocking wait is one FUTEX_WAIT SQE (with a
  * linked FUTEX_WAKE when it wakes a peer ahead, and a poll of the peer's
- * pidfd left armed across waits), submitted and waited for with one
- * io_uring_enter, whose own timeout carries the deadline.  Each thread
+ * pidfd and a deadline timer, both left armed across waits), submitted and
+ * waited for with one io_uring_enter.  Each thread
  * that blocks gets its own small ring, made at its first wait and torn
  * down when it exits.  Rings do not survive fork: a child finds its
  * inherited ring stale and makes a new one.
@@ -32,6 +32,8 @@
 #define UD_FUTEX 1
 #define UD_POLL_LINK 3 /* the no-op linked to a poll */
 #define UD_CANCEL 4
+#define UD_TIMER_LINK 5 /* the no-op linked to the deadline timer */
+#define UD_TIMER_MOVE 6
 #define UD_POLL_FIRST 16 /* polls and wakes ahead are tagged from here up */
 
 struct tl_ring {
@@ -47,6 +49,17 @@ struct tl_ring {
 	uint64_t next_ud;
 	int poll_armed;
 	int poll_fired; /* the armed poll completed: that peer exited */
+	/* The deadline timer (an IORING_OP_TIMEOUT at an absolute time) also
+	 * stays armed across waits: arming and cancelling an hrtimer in
+	 * every sleep put the cancel on the woken side's way back, on every
+	 * hop of a round trip.  A wait whose deadline is at or after the
+	 * armed expiry keeps it, and arms it again if it fires first. */
+	uint64_t timer_ud;
+	uint64_t timer_at; /* its expiry, CLOCK_MONOTONIC ns; UINT64_MAX: not known */
+	int timer_armed;
+	int timer_refused; /* the kernel refused one: enter's own timeouts from now */
+	int deferred; /* the ring runs task work only in our enters */
+	struct __kernel_timespec timer_ts; /* read by the kernel at submission */
 };
 
 /* initial-exec: the ring is reached on every wait, and the default model for
@@ -68,6 +81,7 @@ static void on_fork_child(void)
 	}
 	tl.poll_armed = 0;
 	tl.poll_fired = 0;
+	tl.timer_armed = 0;
 	fork_gen++;
 }
 
@@ -97,13 +111,15 @@ static struct io_uring *ring_get(void)
 	if (!tl.ready) {
 		tl.poll_armed = 0;
 		tl.poll_fired = 0;
+		tl.timer_armed = 0;
 		/* One ring per thread, so a single issuer; and completions
 		 * run in our own io_uring_enter rather than as task work
 		 * that interrupts us, which a waker pays for less.  A kernel
 		 * older than 6.1 refuses the flags: plain ring then. */
-		if (io_uring_queue_init(8, &tl.ring,
-					IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN) < 0 &&
-		    io_uring_queue_init(8, &tl.ring, 0) < 0)
+		tl.deferred = io_uring_queue_init(8, &tl.ring,
+						  IORING_SETUP_SINGLE_ISSUER |
+							  IORING_SETUP_DEFER_TASKRUN) == 0;
+		if (!tl.deferred && io_uring_queue_init(8, &tl.ring, 0) < 0)
 			return NULL;
 		tl.ready = 1;
 		tl.fork_gen = fork_gen;
@@ -161,6 +177,14 @@ static int submit_and_reap(struct io_uring *ring, unsigned want, int *futex_res)
  * cancel. */
 static void other_cqe(const struct io_uring_cqe *cqe)
 {
+	if (tl.timer_armed && cqe->user_data == tl.timer_ud) {
+		/* It fired, or was refused, which must not make every wait
+		 * from now on arm one again at once. */
+		tl.timer_armed = 0;
+		if (cqe->res != -ETIME && cqe->res != -ECANCELED)
+			tl.timer_refused = 1;
+		return;
+	}
 	if (cqe->user_data < UD_POLL_FIRST || cqe->user_data != tl.poll_ud)
 		return; /* a cancel, or a poll replaced since: nothing to learn */
 	tl.poll_armed = 0;
@@ -214,6 +238,7 @@ static int give_up(struct io_uring *ring)
 	tl.ready = 0;
 	tl.poll_armed = 0;
 	tl.poll_fired = 0;
+	tl.timer_armed = 0;
 	return -ENOSYS;
 }
 
@@ -226,6 +251,54 @@ static bool time_left(uint64_t deadline_ns, struct __kernel_timespec *ts)
 		return false;
 	ts->tv_sec = (long long)((deadline_ns - now) / 1000000000ull);
 	ts->tv_nsec = (long long)((deadline_ns - now) % 1000000000ull);
+	return true;
+}
+
+static void set_timer_ts(uint64_t at_ns)
+{
+	tl.timer_ts.tv_sec = (long long)(at_ns / 1000000000ull);
+	tl.timer_ts.tv_nsec = (long long)(at_ns % 1000000000ull);
+}
+
+/*
+ * See that the deadline timer fires no later than deadline_ns: arm it
+ * (linked to a no-op, so that its firing makes two completions, as a
+ * death does, and ends an enter that waits for the futex and a wake
+ * ahead), or move an armed one that would fire later (its move's
+ * completion is counted in *pending, like a cancel's).  One that fires
+ * earlier is kept; the wait arms it again when it has fired.  A move that
+ * comes too late, after the timer fired, fails, and the timer's own
+ * completion is then on its way; one that fails otherwise leaves it where
+ * it was.  Either way the wait falls back to the enter's own timeout, and
+ * the expiry is marked unknown.  False when no SQE is free.
+ */
+static bool queue_timer(struct io_uring *ring, uint64_t deadline_ns, unsigned *pending)
+{
+	struct io_uring_sqe *sqe, *nop;
+
+	if (tl.timer_armed && tl.timer_at <= deadline_ns)
+		return true;
+	sqe = io_uring_get_sqe(ring);
+	if (!sqe)
+		return false;
+	set_timer_ts(deadline_ns);
+	if (tl.timer_armed) {
+		io_uring_prep_timeout_update(sqe, &tl.timer_ts, tl.timer_ud, IORING_TIMEOUT_ABS);
+		sqe->user_data = UD_TIMER_MOVE;
+		(*pending)++;
+	} else {
+		nop = io_uring_get_sqe(ring);
+		if (!nop)
+			return false;
+		io_uring_prep_timeout(sqe, &tl.timer_ts, 0, IORING_TIMEOUT_ABS);
+		tl.timer_ud = UD_POLL_FIRST + tl.next_ud++;
+		sqe->user_data = tl.timer_ud;
+		sqe->flags |= IOSQE_IO_LINK;
+		io_uring_prep_nop(nop);
+		nop->user_data = UD_TIMER_LINK;
+		tl.timer_armed = 1;
+	}
+	tl.timer_at = deadline_ns;
 	return true;
 }
 
@@ -247,13 +320,16 @@ static bool queue_cancel(struct io_uring *ring, uint64_t target, unsigned *pendi
 /*
  * One sleep for whichever comes first: the word changes (FUTEX_WAIT), the
  * deadline passes, or the peer exits (a poll on its pidfd, armed once per
- * peer and left armed across waits).  The deadline is the wait's own
- * timeout in io_uring_enter, not a timeout request linked to the futex
- * wait: that would cost a second request and a second completion on every
- * sleep, about 1 us a round trip here (perf/README.md).  When the deadline
- * passes or the poll fires first, the futex wait is cancelled and reaped
- * before we return, so nothing of this wait is left for the next one to
- * trip over.
+ * peer and left armed across waits).  The deadline is the thread's timer,
+ * left armed across waits too (queue_timer), not a timeout request linked
+ * to the futex wait (a second request and completion on every sleep,
+ * about 1 us a round trip here, perf/README.md) nor io_uring_enter's own
+ * timeout (an hrtimer armed and cancelled in every sleep; about 0.3 us a
+ * round trip).  A ring without deferred task work keeps the latter: there
+ * a timer that fires while we are elsewhere would interrupt whatever
+ * system call the thread is in.  When the deadline passes or the poll
+ * fires first, the futex wait is cancelled and reaped before we return,
+ * so nothing of this wait is left for the next one to trip over.
  *
  * The wake ahead is a FUTEX_WAKE linked to the FUTEX_WAIT: the kernel
  * issues it when the wait completes, in our own io_uring_enter, before we
@@ -273,13 +349,14 @@ int lmn__uring_wait(uint32_t *word, uint32_t expected, uint64_t deadline_ns, int
 	struct __kernel_timespec ts;
 	struct io_uring_sqe *sqe;
 	bool futex_done = false, ahead_done = true, cancelled = false, timed_out = false,
-	     peer_exited = false;
-	unsigned cancels = 0; /* our cancels not yet completed */
+	     peer_exited = false, use_timer;
+	unsigned cancels = 0; /* our cancels and timer moves not yet completed */
 	uint64_t ahead_ud = 0;
 	int futex_res = 0;
 
 	if (!ring)
 		return -ENOSYS;
+	use_timer = deadline_ns && tl.deferred && !tl.timer_refused;
 	drain(ring);
 	if (peer_fd >= 0) {
 		if (tl.poll_key == peer_key && tl.poll_fired) {
@@ -306,6 +383,9 @@ int lmn__uring_wait(uint32_t *word, uint32_t expected, uint64_t deadline_ns, int
 			tl.poll_fired = 0;
 		}
 	}
+	/* Before the futex wait: a link joins an SQE to the next one queued. */
+	if (use_timer && !queue_timer(ring, deadline_ns, &cancels))
+		return give_up(ring);
 	sqe = io_uring_get_sqe(ring);
 	if (!sqe)
 		return give_up(ring);
@@ -324,9 +404,10 @@ int lmn__uring_wait(uint32_t *word, uint32_t expected, uint64_t deadline_ns, int
 	}
 	/*
 	 * Until everything this wait submitted has completed but the poll
-	 * (which stays armed) and its no-op: the futex wait, its wake ahead,
-	 * our cancels.  Each enter waits for as many completions as are still
-	 * to come, so that the kernel runs the linked wake inside it; a
+	 * and the timer (which stay armed) and their no-ops: the futex wait,
+	 * its wake ahead, our cancels and timer moves.  Each enter waits for
+	 * as many completions as are still to come, so that the kernel runs
+	 * the linked wake inside it (a timer's firing makes two); a
 	 * completion left over from an earlier wait only costs a pass more.
 	 * Nothing is left queued or running for the next wait to count.
 	 */
@@ -343,11 +424,16 @@ int lmn__uring_wait(uint32_t *word, uint32_t expected, uint64_t deadline_ns, int
 			if (!queue_cancel(ring, UD_FUTEX, &cancels))
 				return give_up(ring);
 		}
+		/* The timer fired before this deadline (it was armed for an
+		 * earlier one): arm it for this one. */
+		if (use_timer && !futex_done && !cancelled && !tl.timer_armed && !tl.timer_refused &&
+		    !queue_timer(ring, deadline_ns, &cancels))
+			return give_up(ring);
 		/* Submit whatever is queued and wait in the same call.  Its
 		 * -ETIME is only a cue to look at the clock above. */
 		r = io_uring_submit_and_wait_timeout(
 			ring, &cqe, !futex_done + !ahead_done + cancels,
-			!futex_done && deadline_ns && !cancelled ? &ts : NULL, NULL);
+			!futex_done && deadline_ns && !cancelled && !use_timer ? &ts : NULL, NULL);
 		if (r == -EINTR || r == -ETIME)
 			continue; /* the ops are in the kernel; keep waiting */
 		if (r < 0)
@@ -358,9 +444,13 @@ int lmn__uring_wait(uint32_t *word, uint32_t expected, uint64_t deadline_ns, int
 				futex_res = cqe->res;
 			} else if (ahead_ud && cqe->user_data == ahead_ud) {
 				ahead_done = true;
-			} else if (cqe->user_data == UD_CANCEL) {
+			} else if (cqe->user_data == UD_CANCEL || cqe->user_data == UD_TIMER_MOVE) {
 				if (cancels)
 					cancels--;
+				if (cqe->user_data == UD_TIMER_MOVE && cqe->res < 0) {
+					tl.timer_at = UINT64_MAX;
+					use_timer = false;
+				}
 			} else {
 				other_cqe(cqe);
 				if (tl.poll_fired && peer_fd >= 0 && tl.poll_key == peer_key &&
