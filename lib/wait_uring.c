@@ -53,7 +53,7 @@ struct tl_ring {
 	 * stays armed across waits: arming and cancelling an hrtimer in
 	 * every sleep put the cancel on the woken side's way back, on every
 	 * hop of a round trip.  A wait whose deadline is at or after the
-	 * armed expiry keeps it, and arms it again if it fires first. */
+	 * armed expiry keeps it (queue_timer). */
 	uint64_t timer_ud;
 	uint64_t timer_at; /* its expiry, CLOCK_MONOTONIC ns; UINT64_MAX: not known */
 	int timer_armed;
@@ -264,15 +264,15 @@ static void set_timer_ts(uint64_t at_ns)
  * See that the deadline timer fires no later than deadline_ns: arm it
  * (linked to a no-op, so that its firing makes two completions, as a
  * death does, and ends an enter that waits for the futex and a wake
- * ahead), or move an armed one that would fire later (its move's
- * completion is counted in *pending, like a cancel's).  One that fires
- * earlier is kept; the wait arms it again when it has fired.  A move that
- * comes too late, after the timer fired, fails, and the timer's own
- * completion is then on its way; one that fails otherwise leaves it where
- * it was.  Either way the wait falls back to the enter's own timeout, and
- * the expiry is marked unknown.  False when no SQE is free.
+ * ahead), or move an armed one that would fire later (counted in *moves
+ * until the move's completion is reaped).  One that fires earlier is
+ * kept: when it does, the wait goes on with the enter's own timeout, and
+ * the next wait arms it again.  A move fails if it comes after the timer
+ * fired (whose completion is then on its way) or if the kernel refuses
+ * it; the wait then falls back to the enter's own timeout too, and the
+ * expiry is marked unknown.  False when no SQE is free.
  */
-static bool queue_timer(struct io_uring *ring, uint64_t deadline_ns, unsigned *pending)
+static bool queue_timer(struct io_uring *ring, uint64_t deadline_ns, unsigned *moves)
 {
 	struct io_uring_sqe *sqe, *nop;
 
@@ -285,7 +285,7 @@ static bool queue_timer(struct io_uring *ring, uint64_t deadline_ns, unsigned *p
 	if (tl.timer_armed) {
 		io_uring_prep_timeout_update(sqe, &tl.timer_ts, tl.timer_ud, IORING_TIMEOUT_ABS);
 		sqe->user_data = UD_TIMER_MOVE;
-		(*pending)++;
+		(*moves)++;
 	} else {
 		nop = io_uring_get_sqe(ring);
 		if (!nop)
@@ -350,7 +350,8 @@ int lmn__uring_wait(uint32_t *word, uint32_t expected, uint64_t deadline_ns, int
 	struct io_uring_sqe *sqe;
 	bool futex_done = false, ahead_done = true, cancelled = false, timed_out = false,
 	     peer_exited = false, use_timer;
-	unsigned cancels = 0; /* our cancels and timer moves not yet completed */
+	unsigned cancels = 0; /* our cancels not yet completed */
+	unsigned moves = 0; /* our timer moves not yet completed */
 	uint64_t ahead_ud = 0;
 	int futex_res = 0;
 
@@ -384,7 +385,7 @@ int lmn__uring_wait(uint32_t *word, uint32_t expected, uint64_t deadline_ns, int
 		}
 	}
 	/* Before the futex wait: a link joins an SQE to the next one queued. */
-	if (use_timer && !queue_timer(ring, deadline_ns, &cancels))
+	if (use_timer && !queue_timer(ring, deadline_ns, &moves))
 		return give_up(ring);
 	sqe = io_uring_get_sqe(ring);
 	if (!sqe)
@@ -411,7 +412,7 @@ int lmn__uring_wait(uint32_t *word, uint32_t expected, uint64_t deadline_ns, int
 	 * completion left over from an earlier wait only costs a pass more.
 	 * Nothing is left queued or running for the next wait to count.
 	 */
-	while (!futex_done || !ahead_done || cancels) {
+	while (!futex_done || !ahead_done || cancels || moves) {
 		struct io_uring_cqe *cqe;
 		bool cancel = false;
 		int r;
@@ -424,16 +425,20 @@ int lmn__uring_wait(uint32_t *word, uint32_t expected, uint64_t deadline_ns, int
 			if (!queue_cancel(ring, UD_FUTEX, &cancels))
 				return give_up(ring);
 		}
-		/* The timer fired before this deadline (it was armed for an
-		 * earlier one): arm it for this one. */
-		if (use_timer && !futex_done && !cancelled && !tl.timer_armed && !tl.timer_refused &&
-		    !queue_timer(ring, deadline_ns, &cancels))
-			return give_up(ring);
-		/* Submit whatever is queued and wait in the same call.  Its
-		 * -ETIME is only a cue to look at the clock above. */
+		/* Submit whatever is queued and wait in the same call, with
+		 * the enter's own timeout unless the armed timer fires by the
+		 * deadline: it does while armed for this wait (a move that
+		 * failed clears use_timer; until a move is known to have
+		 * worked, both).  Once it has fired, for an earlier deadline,
+		 * or was refused, the enter's timeout takes over.  Its -ETIME
+		 * is only a cue to look at the clock above. */
 		r = io_uring_submit_and_wait_timeout(
-			ring, &cqe, !futex_done + !ahead_done + cancels,
-			!futex_done && deadline_ns && !cancelled && !use_timer ? &ts : NULL, NULL);
+			ring, &cqe, !futex_done + !ahead_done + cancels + moves,
+			!futex_done && deadline_ns && !cancelled &&
+					(!(use_timer && tl.timer_armed) || moves)
+				? &ts
+				: NULL,
+			NULL);
 		if (r == -EINTR || r == -ETIME)
 			continue; /* the ops are in the kernel; keep waiting */
 		if (r < 0)
@@ -444,10 +449,13 @@ int lmn__uring_wait(uint32_t *word, uint32_t expected, uint64_t deadline_ns, int
 				futex_res = cqe->res;
 			} else if (ahead_ud && cqe->user_data == ahead_ud) {
 				ahead_done = true;
-			} else if (cqe->user_data == UD_CANCEL || cqe->user_data == UD_TIMER_MOVE) {
+			} else if (cqe->user_data == UD_CANCEL) {
 				if (cancels)
 					cancels--;
-				if (cqe->user_data == UD_TIMER_MOVE && cqe->res < 0) {
+			} else if (cqe->user_data == UD_TIMER_MOVE) {
+				if (moves)
+					moves--;
+				if (cqe->res < 0) {
 					tl.timer_at = UINT64_MAX;
 					use_timer = false;
 				}
