@@ -34,26 +34,32 @@ static void list_del(struct lmn_bus *bus, struct lmn_conv *conv)
 }
 
 /* Wake everybody who sleeps on any word of the conversation, so that each
- * looks at the phase again. */
-void lmn__conv_wake_all(struct lmn__conv *c)
+ * looks at the phase again.  After a departure, make the wake calls
+ * whatever the sleeper bits say: a process killed between taking a
+ * sleeper's bit (lmn__word_signal) and its wake call leaves a sleeper that
+ * no bit shows any more, and that every later signaller would skip too. */
+void lmn__conv_wake_all(struct lmn__conv *c, bool departed)
 {
 	uint32_t *words[] = {&c->inbox.data_word, &c->inbox.free_word, &c->cmd.data_word,
 			     &c->cmd.free_word};
 
 	for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
-		if (lmn__word_bump(words[i]))
+		if (lmn__word_bump(words[i]) || departed)
 			lmn__wake(words[i]);
 }
 
 /* Tell the conversation's current server that something changed on it.
  * One full fence orders the caller's stores (a published request, a phase)
  * before every load below; a caller that counts (count not NULL) has the
- * fence add one to its counter.  A sender passes unless_polling: while the
- * server polls this conversation (server_polling, cleared by the server
- * before its last look at the ring) the marks and the doorbell are not
- * needed. */
+ * fence add one to its counter.  A sender passes LMN__RING_UNLESS_POLLING:
+ * while the server polls this conversation (server_polling, cleared by the
+ * server before its last look at the ring) the marks and the doorbell are
+ * not needed.  The reaper of a departed initiator passes
+ * LMN__RING_DEPARTED: the doorbell is woken whatever its sleeper bit says,
+ * since the dead process may have taken the bit and not made its wake
+ * call (lmn__conv_wake_all). */
 void lmn__conv_ring_server(const struct lmn__layout *l, void *base, struct lmn__conv *c,
-			   uint32_t idx, bool unless_polling, uint64_t *count)
+			   uint32_t idx, unsigned how, uint64_t *count)
 {
 	uint32_t server;
 	struct lmn__participant *p;
@@ -62,15 +68,19 @@ void lmn__conv_ring_server(const struct lmn__layout *l, void *base, struct lmn__
 		lmn__fence_full_counting(count);
 	else
 		lmn__fence_full();
-	if (unless_polling && ck_pr_load_32(&c->server_polling))
+	if ((how & LMN__RING_UNLESS_POLLING) && ck_pr_load_32(&c->server_polling))
 		return;
 	server = ck_pr_load_32(&c->server);
 	if (server >= l->participants)
 		return;
 	p = lmn__part(l, base, server);
 	lmn__ready_mark(lmn__ready(l, base, server), l, idx);
-	if (lmn__word_signal(&p->doorbell))
+	if (how & LMN__RING_DEPARTED) {
+		(void)lmn__word_bump(&p->doorbell);
 		lmn__wake(&p->doorbell);
+	} else if (lmn__word_signal(&p->doorbell)) {
+		lmn__wake(&p->doorbell);
+	}
 }
 
 /* Move the phase forward one step with a CAS.  A repeated transition into
@@ -345,9 +355,9 @@ static int conv_close(struct lmn_conv *conv)
 		ck_pr_fence_store();
 		ck_pr_store_int(&conv->closed, 1);
 	}
-	lmn__conv_wake_all(c);
+	lmn__conv_wake_all(c, false);
 	if (!conv->buffering)
-		lmn__conv_ring_server(&conv->bus->l, conv->bus->base, c, conv->idx, false, NULL);
+		lmn__conv_ring_server(&conv->bus->l, conv->bus->base, c, conv->idx, 0, NULL);
 	return 0;
 }
 

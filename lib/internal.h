@@ -233,9 +233,11 @@ static inline int lmn__phase_error(uint32_t phase)
 		return -EUCLEAN;
 	}
 }
-void lmn__conv_wake_all(struct lmn__conv *c);
+void lmn__conv_wake_all(struct lmn__conv *c, bool departed);
+#define LMN__RING_UNLESS_POLLING 1u /* not while the server polls it */
+#define LMN__RING_DEPARTED 2u	    /* the initiator departed: wake anyway */
 void lmn__conv_ring_server(const struct lmn__layout *l, void *base, struct lmn__conv *c,
-			   uint32_t idx, bool unless_polling, uint64_t *count);
+			   uint32_t idx, unsigned how, uint64_t *count);
 
 /* reclaim.c: what happens when a participant departs, by leaving or dying. */
 void lmn__server_departed(const struct lmn__layout *l, void *base, uint32_t conv, uint32_t gen,

@@ -229,7 +229,8 @@ LMN_EXPORT int lmn_send(lmn_conv *conv, const void *data, size_t len, unsigned i
 		if (ck_pr_load_int(&ch->producer_cpu) != cpu)
 			ck_pr_store_int(&ch->producer_cpu, cpu);
 		/* The handshake's fence counts the request. */
-		lmn__conv_ring_server(&bus->l, bus->base, c, conv->idx, true, sent);
+		lmn__conv_ring_server(&bus->l, bus->base, c, conv->idx, LMN__RING_UNLESS_POLLING,
+				      sent);
 	}
 	return 0;
 }

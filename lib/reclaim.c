@@ -131,7 +131,7 @@ static void reroute(const struct lmn__layout *l, void *base, struct lmn__conv *c
 		lmn__server_departed(l, base, idx, gen, ns, ngen,
 				     lmn__part_exit_health(l, base, ns, ngen));
 	else
-		lmn__conv_ring_server(l, base, c, idx, false, NULL);
+		lmn__conv_ring_server(l, base, c, idx, 0, NULL);
 	/* Cells given back above may be what a blocked sender waits for. */
 	if (lmn__word_signal(&c->cmd.free_word))
 		lmn__wake(&c->cmd.free_word);
@@ -176,7 +176,7 @@ void lmn__server_departed(const struct lmn__layout *l, void *base, uint32_t idx,
 			reroute(l, base, c, idx, gen, ns, ngen);
 			/* Waiters look again: they must watch the new server's
 			 * pidfd now, not the old one's. */
-			lmn__conv_wake_all(c);
+			lmn__conv_wake_all(c, true);
 			return;
 		}
 		c->fail_errno = EHOSTUNREACH;
@@ -197,7 +197,7 @@ void lmn__server_departed(const struct lmn__layout *l, void *base, uint32_t idx,
 	 * receiver that wakes sees both. */
 	ck_pr_fence_store();
 	ck_pr_store_64(&c->server_gone, lmn__gen_word(gen, GONE_YES));
-	lmn__conv_wake_all(c);
+	lmn__conv_wake_all(c, true);
 	lmn__conv_unref(l, base, idx, gen, LMN__REF_SERVER);
 }
 
@@ -217,11 +217,11 @@ void lmn__initiator_departed(const struct lmn__layout *l, void *base, uint32_t i
 		crash_record(c, name, c->initiator_pid, LMN_CRASH_INITIATOR, c->initiator_exit_ns);
 	(void)lmn__phase_step(&c->phase, LMN__PHASE_FAILED);
 	ck_pr_fence_store();
-	lmn__conv_wake_all(c);
+	lmn__conv_wake_all(c, true);
 	/* The server learns through its ready bitmap, and drops its own
 	 * reference when it releases the notice. */
 	if (ck_pr_load_32(&c->server) < l->participants)
-		lmn__conv_ring_server(l, base, c, idx, false, NULL);
+		lmn__conv_ring_server(l, base, c, idx, LMN__RING_DEPARTED, NULL);
 	lmn__conv_unref(l, base, idx, gen, LMN__REF_INITIATOR);
 }
 

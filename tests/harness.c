@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -92,6 +93,49 @@ uint64_t th_now_ns(void)
 uint64_t th_now_ms(void)
 {
 	return th_now_ns() / 1000000;
+}
+
+/* Is thread tid of process pid asleep inside system call nr (-1: in
+ * either of the two a wait sleeps in)? */
+int th_asleep_in(pid_t pid, pid_t tid, long nr)
+{
+	char path[64], buf[512];
+	const char *paren;
+	FILE *f;
+	long call;
+	int asleep;
+
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/stat", (int)pid, (int)tid);
+	f = fopen(path, "r");
+	if (!f)
+		return 0;
+	asleep = fgets(buf, sizeof(buf), f) && (paren = strrchr(buf, ')')) && paren[1] == ' ' &&
+		 paren[2] == 'S';
+	fclose(f);
+	if (!asleep)
+		return 0;
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/syscall", (int)pid, (int)tid);
+	f = fopen(path, "r");
+	if (!f)
+		return 0;
+	asleep = fscanf(f, "%ld", &call) == 1 &&
+		 (nr == -1 ? call == SYS_futex || call == SYS_io_uring_enter : call == nr);
+	fclose(f);
+	return asleep;
+}
+
+/* Wait until the main thread of pid sleeps in system call nr: 0, or -1
+ * after timeout_ms. */
+int th_await_asleep(pid_t pid, long nr, int timeout_ms)
+{
+	uint64_t end = th_now_ms() + (uint64_t)timeout_ms;
+
+	while (!th_asleep_in(pid, pid, nr)) {
+		if (th_now_ms() >= end)
+			return -1;
+		sched_yield();
+	}
+	return 0;
 }
 
 int th_wait(pid_t pid, int timeout_ms)

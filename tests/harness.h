@@ -35,6 +35,14 @@ pid_t th_fork(int (*fn)(void *), void *arg);
  * died by a signal, or -2 if it is still running (then it is killed). */
 int th_wait(pid_t pid, int timeout_ms);
 
+/* Is thread tid of process pid asleep inside system call nr (-1: in
+ * either of the two a wait sleeps in, futex or io_uring_enter)?  Read from
+ * /proc: a task in state S inside the call has queued itself. */
+int th_asleep_in(pid_t pid, pid_t tid, long nr);
+/* Wait until the main thread of pid sleeps in system call nr: 0, or -1
+ * after timeout_ms. */
+int th_await_asleep(pid_t pid, long nr, int timeout_ms);
+
 /* A one-shot event between processes: a pipe.  th_event_new before fork;
  * one side th_event_fire, the other th_event_await (bounded). */
 struct th_event {

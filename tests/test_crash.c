@@ -21,6 +21,7 @@
 #include "harness.h"
 #include "../lib/internal.h"
 #include "../shm/table.h"
+#include "../shm/word.h"
 
 /* A server child: echoes requests ("R:" in front of redelivered ones);
  * on a request "hold:SELF" it fires `holding` and stops answering, waiting
@@ -943,6 +944,120 @@ static int half_drop_main(void *p)
 	}
 }
 
+/* A process killed inside its wake of a sleeper: after it took the
+ * sleeper's bit (lmn__word_signal), before its wake call.  No bit shows
+ * the sleeper any more, so no later signaller wakes it: the reaper of the
+ * dead process must.  The victims below do by hand what lmn_send() and
+ * lmn_reply() do up to that instant. */
+struct half_wake {
+	const char *bus;
+	pid_t server; /* the sleeper, for the initiator's case */
+	struct th_event ready; /* the server's case: it serves */
+};
+
+/* An initiator, on its server's doorbell. */
+static int half_ring_main(void *p)
+{
+	struct half_wake *h = p;
+	struct lmn_conv_config cfg = th_cfg(LMN_POLICY_FAIL);
+	uint32_t *doorbell;
+	char rep[8];
+	lmn_bus *bus;
+	lmn_conv *conv;
+
+	alarm(60);
+	if (lmn_bus_join(h->bus, "victim", &bus) < 0 ||
+	    lmn_conv_open(bus, "svc", &cfg, &conv) < 0)
+		return 20;
+	/* Answered: the server depends on us now, and watches us. */
+	if (lmn_call(conv, "one", 3, rep, sizeof(rep), TH_TIMEOUT_MS) != 3)
+		return 21;
+	doorbell = &lmn__part(&bus->l, bus->base,
+			      lmn__conv_at(&bus->l, bus->base, conv->idx)->server)->doorbell;
+	if (th_await_asleep(h->server, -1, TH_TIMEOUT_MS) < 0)
+		return 22;
+	if (!lmn__word_signal(doorbell))
+		return 23;
+	raise(SIGKILL);
+	return 24;
+}
+
+START_TEST(initiator_killed_inside_its_wake)
+{
+	const char *name = th_bus(8, 4, 64);
+	struct half_wake h = {.bus = name};
+	struct lmn_conv_config cfg = th_cfg(LMN_POLICY_FAIL);
+	lmn_conv *conv;
+	lmn_bus *bus;
+	char rep[8];
+	struct srv s;
+	pid_t server;
+
+	server = start_srv(&s, name, "srv", "svc");
+	h.server = server;
+	ck_assert_int_eq(th_wait(th_fork(half_ring_main, &h), TH_TIMEOUT_MS), -1);
+	/* The server sleeps on with its bit gone; our call must reach it. */
+	ck_assert_int_eq(lmn_bus_join(name, "cli", &bus), 0);
+	ck_assert_int_eq(lmn_conv_open(bus, "svc", &cfg, &conv), 0);
+	ck_assert_int_eq(lmn_call(conv, "two", 3, rep, sizeof(rep), TH_TIMEOUT_MS), 3);
+	ck_assert_mem_eq(rep, "two", 3);
+	lmn_conv_free(conv);
+	lmn_bus_leave(bus);
+	kill_and_reap(server);
+}
+END_TEST
+
+/* A server, on the reply word its caller (our parent) sleeps on. */
+static int half_reply_main(void *p)
+{
+	struct half_wake *h = p;
+	uint32_t *word;
+	lmn_bus *bus;
+	lmn_msg *m;
+
+	alarm(60);
+	if (lmn_bus_join(h->bus, "srv", &bus) < 0 || lmn_bus_serve(bus, "svc") < 0)
+		return 10;
+	th_event_fire(&h->ready);
+	if (lmn_next(bus, &m, TH_TIMEOUT_MS) < 0 || lmn_msg_kind(m) != LMN_MSG_REQUEST)
+		return 11;
+	word = &lmn__conv_at(&bus->l, bus->base, m->conv)->inbox.data_word;
+	if (th_await_asleep(getppid(), -1, TH_TIMEOUT_MS) < 0)
+		return 12;
+	if (!lmn__word_signal(word))
+		return 13;
+	raise(SIGKILL);
+	return 14;
+}
+
+/* With the futex backend the caller's own sleep does not watch the
+ * server: only the reaper in its sentinel thread can wake it. */
+START_TEST(server_killed_inside_its_wake)
+{
+	const char *name = th_bus(8, 4, 64);
+	struct half_wake h = {.bus = name};
+	struct lmn_conv_config cfg = th_cfg(LMN_POLICY_FAIL);
+	lmn_conv *conv;
+	lmn_bus *bus;
+	char rep[8];
+	uint64_t t0;
+	pid_t server;
+
+	ck_assert_int_eq(lmn_bus_join(name, "cli", &bus), 0);
+	ck_assert_int_eq(lmn_bus_set_spin(bus, 0), 0);
+	th_event_new(&h.ready);
+	server = th_fork(half_reply_main, &h);
+	ck_assert_int_eq(th_event_await(&h.ready, TH_TIMEOUT_MS), 0);
+	ck_assert_int_eq(lmn_conv_open(bus, "svc", &cfg, &conv), 0);
+	t0 = th_now_ms();
+	ck_assert_int_eq(lmn_call(conv, "hold", 4, rep, sizeof(rep), TH_TIMEOUT_MS), -ECONNRESET);
+	ck_assert_uint_lt(th_now_ms() - t0, TH_TIMEOUT_MS / 2);
+	ck_assert_int_eq(th_wait(server, TH_TIMEOUT_MS), -1);
+	lmn_conv_free(conv);
+	lmn_bus_leave(bus);
+}
+END_TEST
+
 static uint32_t conversations_used(const char *name)
 {
 	struct lmn_bus_stat st;
@@ -1025,6 +1140,8 @@ int main(void)
 	tcase_add_test(tc, fail_wakes_blocked_receiver);
 	tcase_add_test(tc, fail_wakes_receiver_on_server_cpu);
 	tcase_add_test(tc, fail_delivers_inbox_first);
+	tcase_add_test(tc, initiator_killed_inside_its_wake);
+	tcase_add_test(tc, server_killed_inside_its_wake);
 	tcase_add_test(tc, route_next_redelivers);
 	tcase_add_test(tc, route_next_second_death);
 	tcase_add_test(tc, route_next_on_leave);

@@ -55,49 +55,6 @@ static long sleep_call(void)
 	return uring() ? SYS_io_uring_enter : SYS_futex;
 }
 
-/* Is thread tid of process pid asleep inside system call nr (-1: in
- * either of the two a wait sleeps in)? */
-static int asleep_in(pid_t pid, pid_t tid, long nr)
-{
-	char path[64], buf[512];
-	const char *paren;
-	FILE *f;
-	long call;
-	int asleep;
-
-	snprintf(path, sizeof(path), "/proc/%d/task/%d/stat", (int)pid, (int)tid);
-	f = fopen(path, "r");
-	if (!f)
-		return 0;
-	asleep = fgets(buf, sizeof(buf), f) && (paren = strrchr(buf, ')')) && paren[1] == ' ' &&
-		 paren[2] == 'S';
-	fclose(f);
-	if (!asleep)
-		return 0;
-	snprintf(path, sizeof(path), "/proc/%d/task/%d/syscall", (int)pid, (int)tid);
-	f = fopen(path, "r");
-	if (!f)
-		return 0;
-	asleep = fscanf(f, "%ld", &call) == 1 &&
-		 (nr == -1 ? call == SYS_futex || call == SYS_io_uring_enter : call == nr);
-	fclose(f);
-	return asleep;
-}
-
-/* Wait until the main thread of pid sleeps in system call nr: 0, or -1
- * after timeout_ms. */
-static int await_asleep(pid_t pid, long nr, int timeout_ms)
-{
-	uint64_t end = th_now_ms() + (uint64_t)timeout_ms;
-
-	while (!asleep_in(pid, pid, nr)) {
-		if (th_now_ms() >= end)
-			return -1;
-		sched_yield();
-	}
-	return 0;
-}
-
 /* A sleeper on w->ahead, which nobody changes: exits 0 once woken, 1 if its
  * own deadline passed first. */
 static int ahead_sleeper_main(void *p)
@@ -112,14 +69,14 @@ static pid_t start_ahead_sleeper(struct words *w)
 {
 	pid_t pid = th_fork(ahead_sleeper_main, w);
 
-	ck_assert_int_eq(await_asleep(pid, SYS_futex, TH_TIMEOUT_MS), 0);
+	ck_assert_int_eq(th_await_asleep(pid, SYS_futex, TH_TIMEOUT_MS), 0);
 	return pid;
 }
 
 /* The sleeper on w->ahead is still asleep: wake it by hand and reap it. */
 static void expect_still_asleep(struct words *w, pid_t sleeper)
 {
-	ck_assert(asleep_in(sleeper, sleeper, SYS_futex));
+	ck_assert(th_asleep_in(sleeper, sleeper, SYS_futex));
 	lmn__futex_wake(&w->ahead);
 	ck_assert_int_eq(th_wait(sleeper, TH_TIMEOUT_MS), 0);
 }
@@ -183,7 +140,7 @@ static void woken_sleep_wakes_ahead_after(bool irregular)
 	th_event_new(&k.done);
 	waker = th_fork(waker_main, &k);
 	ck_assert_int_eq(th_event_await(&k.ready, TH_TIMEOUT_MS), 0);
-	ck_assert_int_eq(await_asleep(waker, sleep_call(), TH_TIMEOUT_MS), 0);
+	ck_assert_int_eq(th_await_asleep(waker, sleep_call(), TH_TIMEOUT_MS), 0);
 	/* Wake the waker without changing its word: its sleep ends woken,
 	 * not on a word that moved on. */
 	lmn__futex_wake(&k.w->word);
@@ -249,7 +206,7 @@ END_TEST
 static int dying_peer_main(void *p)
 {
 	(void)p;
-	return await_asleep(getppid(), sleep_call(), TH_TIMEOUT_MS) == 0 ? 0 : 1;
+	return th_await_asleep(getppid(), sleep_call(), TH_TIMEOUT_MS) == 0 ? 0 : 1;
 }
 
 START_TEST(death_ends_a_sleep_that_wakes_ahead)
@@ -307,7 +264,7 @@ static int server_main(void *p)
 			th_event_fire(&s->taken);
 			if (!s->hold_reply)
 				break;
-			if (await_asleep(getppid(), sleep_call(), TH_TIMEOUT_MS) < 0)
+			if (th_await_asleep(getppid(), sleep_call(), TH_TIMEOUT_MS) < 0)
 				return 12;
 		}
 		if (lmn_reply(m, "pong", 4) < 0)
@@ -385,14 +342,14 @@ static pid_t start_word_sleeper(struct watched *x)
 {
 	pid_t pid = th_fork(word_sleeper_main, x);
 
-	ck_assert_int_eq(await_asleep(pid, SYS_futex, TH_TIMEOUT_MS), 0);
+	ck_assert_int_eq(th_await_asleep(pid, SYS_futex, TH_TIMEOUT_MS), 0);
 	return pid;
 }
 
 /* The fallback sent no wake: the sleeper is still asleep; wake it by hand. */
 static void expect_word_sleeper_asleep(const struct watched *x, lmn_bus *bus, pid_t sleeper)
 {
-	ck_assert(asleep_in(sleeper, sleeper, SYS_futex));
+	ck_assert(th_asleep_in(sleeper, sleeper, SYS_futex));
 	lmn__futex_wake(watched_word(x, bus));
 	ck_assert_int_eq(th_wait(sleeper, TH_TIMEOUT_MS), 0);
 }
@@ -433,7 +390,7 @@ static lmn_conv *first_calls(const struct server *s, pid_t server, lmn_bus **ret
 		}
 		call_awake(conv);
 		if (i + 1 < s->answered)
-			ck_assert_int_eq(await_asleep(server, -1, TH_TIMEOUT_MS), 0);
+			ck_assert_int_eq(th_await_asleep(server, -1, TH_TIMEOUT_MS), 0);
 	}
 	return conv;
 }
@@ -493,9 +450,9 @@ START_TEST(server_wakes_its_last_caller_ahead)
 	 * could wake it, and through it the sleeper, early; a wake before
 	 * `sent` would not count anyway. */
 	sleeper = start_word_sleeper(&x);
-	ck_assert_int_eq(await_asleep(server, sleep_call(), TH_TIMEOUT_MS), 0);
+	ck_assert_int_eq(th_await_asleep(server, sleep_call(), TH_TIMEOUT_MS), 0);
 	/* Our request wakes the server, whose sleep wakes the sleeper. */
-	ck_assert_int_eq(await_asleep(sleeper, SYS_futex, TH_TIMEOUT_MS), 0);
+	ck_assert_int_eq(th_await_asleep(sleeper, SYS_futex, TH_TIMEOUT_MS), 0);
 	ck_pr_store_32(&s.w->sent, 1);
 	ck_assert_int_eq(lmn_send(conv, "b", 1, 0), 0);
 	if (uring()) {
@@ -533,7 +490,7 @@ START_TEST(polling_caller_wakes_its_server_once)
 	ck_assert_int_eq(th_event_await(&s.taken, TH_TIMEOUT_MS), 0);
 	x.server_idx = ck_pr_load_32(&s.w->server_idx);
 	sleeper = th_fork(counting_sleeper_main, &x);
-	ck_assert_int_eq(await_asleep(sleeper, SYS_futex, TH_TIMEOUT_MS), 0);
+	ck_assert_int_eq(th_await_asleep(sleeper, SYS_futex, TH_TIMEOUT_MS), 0);
 	for (int i = 0; i < 20; i++)
 		ck_assert_int_eq(lmn_recv(conv, buf, sizeof(buf), 2), -ETIMEDOUT);
 	ck_pr_store_32(&s.w->sent, 1);
@@ -559,12 +516,12 @@ START_TEST(callers_in_turn_get_no_wake_ahead)
 	ck_assert_int_eq(lmn_conv_open(bus, "svc", &cfg, &a), 0);
 	ck_assert_int_eq(lmn_conv_open(bus, "svc", &cfg, &b), 0);
 	call_awake(a);
-	ck_assert_int_eq(await_asleep(server, -1, TH_TIMEOUT_MS), 0);
+	ck_assert_int_eq(th_await_asleep(server, -1, TH_TIMEOUT_MS), 0);
 	call_awake(b);
 	/* Served a before its previous sleep and b before this one: the
 	 * server sleeps without a wake ahead, so in futex(2) with either
 	 * backend. */
-	ck_assert_int_eq(await_asleep(server, SYS_futex, TH_TIMEOUT_MS), 0);
+	ck_assert_int_eq(th_await_asleep(server, SYS_futex, TH_TIMEOUT_MS), 0);
 	ck_assert_int_eq(lmn_send(b, "b", 1, 0), 0);
 	ck_assert_int_eq(th_event_await(&s.taken, TH_TIMEOUT_MS), 0);
 	th_event_fire(&s.done);
@@ -650,7 +607,7 @@ static int held_caller_main(void *p)
 		return 10;
 	for (int i = 0; i < 2; i++) {
 		call_awake(conv);
-		if (await_asleep(h->server, -1, TH_TIMEOUT_MS) < 0)
+		if (th_await_asleep(h->server, -1, TH_TIMEOUT_MS) < 0)
 			return 12;
 	}
 	if (lmn_call(conv, "a", 1, buf, sizeof(buf), TH_TIMEOUT_MS) != 4)
@@ -676,7 +633,7 @@ START_TEST(held_request_wakes_nobody_for_nothing)
 	ck_assert_int_eq(th_event_await(&h.ready, TH_TIMEOUT_MS), 0);
 	caller = th_fork(held_caller_main, &h);
 	ck_assert_int_eq(th_event_await(&h.taken, TH_TIMEOUT_MS), 0);
-	ck_assert_int_eq(await_asleep(caller, -1, TH_TIMEOUT_MS), 0);
+	ck_assert_int_eq(th_await_asleep(caller, -1, TH_TIMEOUT_MS), 0);
 	s0 = sleeps_of(server);
 	c0 = sleeps_of(caller);
 	th_event_fire(&h.start);
