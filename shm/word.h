@@ -15,6 +15,11 @@
  * kernel returns at once.  The signaller pays only a fence and a load when
  * nobody sleeps.
  *
+ * A signaller killed between its CAS and its wake call leaves a sleeper
+ * that no bit shows, and that every later signaller skips: whoever reaps
+ * a departed process wakes its conversations' words, and its servers'
+ * doorbells, whatever the bits say (lmn__conv_wake_all).
+ *
  * Who may call: anyone, concurrently; several waiters may share a word.
  */
 #ifndef LMN_SHM_WORD_H
