@@ -955,6 +955,18 @@ struct half_wake {
 	struct th_event ready; /* the server's case: it serves */
 };
 
+/* Once sleeper's main thread sleeps, take its bit on word, and die before
+ * the wake call.  Returns only if something failed on the way. */
+static int die_inside_wake(pid_t sleeper, uint32_t *word)
+{
+	if (th_await_asleep(sleeper, -1, TH_TIMEOUT_MS) < 0)
+		return 30;
+	if (!lmn__word_signal(word))
+		return 31;
+	raise(SIGKILL);
+	return 32;
+}
+
 /* An initiator, on its server's doorbell. */
 static int half_ring_main(void *p)
 {
@@ -974,12 +986,7 @@ static int half_ring_main(void *p)
 		return 21;
 	doorbell = &lmn__part(&bus->l, bus->base,
 			      lmn__conv_at(&bus->l, bus->base, conv->idx)->server)->doorbell;
-	if (th_await_asleep(h->server, -1, TH_TIMEOUT_MS) < 0)
-		return 22;
-	if (!lmn__word_signal(doorbell))
-		return 23;
-	raise(SIGKILL);
-	return 24;
+	return die_inside_wake(h->server, doorbell);
 }
 
 START_TEST(initiator_killed_inside_its_wake)
@@ -1011,7 +1018,6 @@ END_TEST
 static int half_reply_main(void *p)
 {
 	struct half_wake *h = p;
-	uint32_t *word;
 	lmn_bus *bus;
 	lmn_msg *m;
 
@@ -1021,13 +1027,7 @@ static int half_reply_main(void *p)
 	th_event_fire(&h->ready);
 	if (lmn_next(bus, &m, TH_TIMEOUT_MS) < 0 || lmn_msg_kind(m) != LMN_MSG_REQUEST)
 		return 11;
-	word = &lmn__conv_at(&bus->l, bus->base, m->conv)->inbox.data_word;
-	if (th_await_asleep(getppid(), -1, TH_TIMEOUT_MS) < 0)
-		return 12;
-	if (!lmn__word_signal(word))
-		return 13;
-	raise(SIGKILL);
-	return 14;
+	return die_inside_wake(getppid(), &lmn__conv_at(&bus->l, bus->base, m->conv)->inbox.data_word);
 }
 
 /* With the futex backend the caller's own sleep does not watch the
