@@ -43,9 +43,13 @@ void lmn__conv_wake_all(struct lmn__conv *c, bool departed)
 	uint32_t *words[] = {&c->inbox.data_word, &c->inbox.free_word, &c->cmd.data_word,
 			     &c->cmd.free_word};
 
-	for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
-		if (lmn__word_bump(words[i]) || departed)
-			lmn__wake(words[i]);
+	for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++) {
+		if (departed)
+			lmn__word_bump_keep(words[i]);
+		else if (!lmn__word_bump(words[i]))
+			continue;
+		lmn__wake(words[i]);
+	}
 }
 
 /* Tell the conversation's current server that something changed on it.
@@ -76,7 +80,7 @@ void lmn__conv_ring_server(const struct lmn__layout *l, void *base, struct lmn__
 	p = lmn__part(l, base, server);
 	lmn__ready_mark(lmn__ready(l, base, server), l, idx);
 	if (how & LMN__RING_DEPARTED) {
-		(void)lmn__word_bump(&p->doorbell);
+		lmn__word_bump_keep(&p->doorbell);
 		lmn__wake(&p->doorbell);
 	} else if (lmn__word_signal(&p->doorbell)) {
 		lmn__wake(&p->doorbell);

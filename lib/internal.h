@@ -129,6 +129,10 @@ void lmn__stat_fill(const struct lmn__layout *l, void *base, struct lmn_bus_stat
 uint32_t lmn__cells_in_use(const struct lmn__channel *ch, uint32_t depth);
 uint64_t lmn__proc_start_time(pid_t pid);
 
+/* How long a server sleeps on its doorbell before it looks at its marks
+ * again, for a death nobody reaps (serve.c: sleep_on_doorbell). */
+#define LMN__DOORBELL_LOOK_NS 2000000000ull
+
 /* time */
 static inline uint64_t lmn__now_ns(void)
 {
@@ -240,6 +244,7 @@ void lmn__conv_ring_server(const struct lmn__layout *l, void *base, struct lmn__
 			   uint32_t idx, unsigned how, uint64_t *count);
 
 /* reclaim.c: what happens when a participant departs, by leaving or dying. */
+void lmn__roster_wake(void *base);
 void lmn__server_departed(const struct lmn__layout *l, void *base, uint32_t conv, uint32_t gen,
 			  uint32_t server, uint32_t server_gen, uint32_t health);
 void lmn__initiator_departed(const struct lmn__layout *l, void *base, uint32_t conv,

@@ -297,8 +297,18 @@ void lmn__exit_record(const struct lmn__layout *l, void *base, uint32_t idx, uin
 	ck_pr_fence_store();
 	ck_pr_store_64(&r->seq, t + 1);
 	exit_count(l, base, idx, gen, crashed);
-	if (lmn__word_bump(&h->roster_word))
-		lmn__wake(&h->roster_word);
+	lmn__roster_wake(base);
+}
+
+/* Wake the roster's sleepers (watches, monitors) whatever its bit says:
+ * once per departure, and a recorder killed between the bit and its wake
+ * call (a leaver logging its own exit) leaves sleepers no bit shows. */
+void lmn__roster_wake(void *base)
+{
+	uint32_t *word = &lmn__hdr(base)->roster_word;
+
+	lmn__word_bump_keep(word);
+	lmn__wake(word);
 }
 
 int lmn__exit_read(void *base, uint32_t i, struct lmn__exit_rec *out, bool *named)
@@ -412,6 +422,8 @@ reclaim:
 		p->health = LMN__HEALTH_LEFT;
 		exit_count(l, base, idx, gen, 0);
 		lmn__part_departed(l, base, idx, gen, LMN__HEALTH_LEFT);
+		/* It may have died between its record's bit and its wake. */
+		lmn__roster_wake(base);
 		goto free_slot;
 	}
 	p->health = LMN__HEALTH_CRASHED;
@@ -419,8 +431,10 @@ reclaim:
 	lmn__part_departed(l, base, idx, gen, LMN__HEALTH_CRASHED);
 	if (!lmn__exit_find(base, idx, gen, NULL))
 		lmn__exit_record(l, base, idx, gen, 1);
-	else /* logged by a reaper killed before it counted */
+	else { /* logged by a reaper killed before it counted */
 		exit_count(l, base, idx, gen, 1);
+		lmn__roster_wake(base);
+	}
 free_slot:
 	ck_pr_fence_store();
 	ck_pr_store_64(&p->slot, lmn__slot_word(gen, LMN__SLOT_FREE));

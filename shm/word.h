@@ -17,8 +17,10 @@
  *
  * A signaller killed between its CAS and its wake call leaves a sleeper
  * that no bit shows, and that every later signaller skips: whoever reaps
- * a departed process wakes its conversations' words, and its servers'
- * doorbells, whatever the bits say (lmn__conv_wake_all).
+ * a departed process wakes its conversations' words, its servers'
+ * doorbells and the roster whatever the bits say (lmn__word_bump_keep),
+ * and a server asleep on its doorbell looks again now and then, for a
+ * death nobody reaps (LMN__DOORBELL_LOOK_NS).
  *
  * Who may call: anyone, concurrently; several waiters may share a word.
  */
@@ -64,6 +66,19 @@ static inline int lmn__word_signal(uint32_t *word)
 			return 1;
 	}
 	return 0;
+}
+
+/* Signaller after a departure, which makes the wake call whatever the bit
+ * says: bump the sequence and leave the bit as it is.  A sleeper that has
+ * armed but not yet slept finds its expected value gone; and if this
+ * signaller is killed before its own wake call, the bit is still there for
+ * the next one (one wake for nothing later, at worst). */
+static inline void lmn__word_bump_keep(uint32_t *word)
+{
+	/* Orders the caller's stores (a phase, a gone flag, a ready mark,
+	 * an exit record) before the bump that tells sleepers to look. */
+	ck_pr_fence_store_atomic();
+	ck_pr_add_32(word, LMN__WORD_SEQ);
 }
 
 /* Signaller that must wake everyone whatever the bit says (close, failure):

@@ -952,7 +952,8 @@ static int half_drop_main(void *p)
 struct half_wake {
 	const char *bus;
 	pid_t server; /* the sleeper, for the initiator's case */
-	struct th_event ready; /* the server's case: it serves */
+	bool answered_first; /* the initiator's case: the server watches it */
+	struct th_event ready; /* the server's and the roster's case */
 };
 
 /* Once sleeper's main thread sleeps, take its bit on word, and die before
@@ -981,36 +982,54 @@ static int half_ring_main(void *p)
 	if (lmn_bus_join(h->bus, "victim", &bus) < 0 ||
 	    lmn_conv_open(bus, "svc", &cfg, &conv) < 0)
 		return 20;
-	/* Answered: the server depends on us now, and watches us. */
-	if (lmn_call(conv, "one", 3, rep, sizeof(rep), TH_TIMEOUT_MS) != 3)
+	/* Answered: the server depends on us now, and watches us.  Or not:
+	 * then nobody watches us, and nobody reaps us. */
+	if (h->answered_first && lmn_call(conv, "one", 3, rep, sizeof(rep), TH_TIMEOUT_MS) != 3)
 		return 21;
 	doorbell = &lmn__part(&bus->l, bus->base,
 			      lmn__conv_at(&bus->l, bus->base, conv->idx)->server)->doorbell;
 	return die_inside_wake(h->server, doorbell);
 }
 
-START_TEST(initiator_killed_inside_its_wake)
+/* The server sleeps on with its bit gone; our call must reach it: woken
+ * by the reaper of the dead initiator, well before the server would look
+ * again by itself, or, when nobody watched that initiator, by that look. */
+static void initiator_killed_inside_its_ring(bool answered_first)
 {
 	const char *name = th_bus(8, 4, 64);
-	struct half_wake h = {.bus = name};
+	struct half_wake h = {.bus = name, .answered_first = answered_first};
 	struct lmn_conv_config cfg = th_cfg(LMN_POLICY_FAIL);
 	lmn_conv *conv;
 	lmn_bus *bus;
 	char rep[8];
 	struct srv s;
+	uint64_t t0;
 	pid_t server;
 
 	server = start_srv(&s, name, "srv", "svc");
 	h.server = server;
 	ck_assert_int_eq(th_wait(th_fork(half_ring_main, &h), TH_TIMEOUT_MS), -1);
-	/* The server sleeps on with its bit gone; our call must reach it. */
 	ck_assert_int_eq(lmn_bus_join(name, "cli", &bus), 0);
 	ck_assert_int_eq(lmn_conv_open(bus, "svc", &cfg, &conv), 0);
+	t0 = th_now_ns();
 	ck_assert_int_eq(lmn_call(conv, "two", 3, rep, sizeof(rep), TH_TIMEOUT_MS), 3);
 	ck_assert_mem_eq(rep, "two", 3);
+	if (answered_first)
+		ck_assert_uint_lt(th_now_ns() - t0, LMN__DOORBELL_LOOK_NS / 2);
 	lmn_conv_free(conv);
 	lmn_bus_leave(bus);
 	kill_and_reap(server);
+}
+
+START_TEST(initiator_killed_inside_its_wake)
+{
+	initiator_killed_inside_its_ring(true);
+}
+END_TEST
+
+START_TEST(initiator_killed_inside_its_first_ring)
+{
+	initiator_killed_inside_its_ring(false);
 }
 END_TEST
 
@@ -1054,6 +1073,45 @@ START_TEST(server_killed_inside_its_wake)
 	ck_assert_uint_lt(th_now_ms() - t0, TH_TIMEOUT_MS / 2);
 	ck_assert_int_eq(th_wait(server, TH_TIMEOUT_MS), -1);
 	lmn_conv_free(conv);
+	lmn_bus_leave(bus);
+}
+END_TEST
+
+/* A process killed inside its wake of the roster (as a leaver logging its
+ * own exit would be): a watch asleep on the roster must still hear of the
+ * death, from the reaper's record of it.  With the futex backend the
+ * watch's sleep does not poll the victim's pidfd. */
+static int half_roster_main(void *p)
+{
+	struct half_wake *h = p;
+	lmn_bus *bus;
+
+	alarm(60);
+	if (lmn_bus_join(h->bus, "victim", &bus) < 0)
+		return 40;
+	th_event_fire(&h->ready);
+	return die_inside_wake(getppid(), &lmn__hdr(bus->base)->roster_word);
+}
+
+START_TEST(roster_waker_killed_inside_its_wake)
+{
+	const char *name = th_bus(4, 4, 64);
+	struct half_wake h = {.bus = name};
+	lmn_watch *w;
+	lmn_bus *bus;
+	uint64_t t0;
+	pid_t pid;
+
+	ck_assert_int_eq(lmn_bus_join(name, "watcher", &bus), 0);
+	th_event_new(&h.ready);
+	pid = th_fork(half_roster_main, &h);
+	ck_assert_int_eq(th_event_await(&h.ready, TH_TIMEOUT_MS), 0);
+	ck_assert_int_eq(lmn_watch_open(bus, "victim", &w), 0);
+	t0 = th_now_ms();
+	ck_assert_int_eq(lmn_watch_wait(w, TH_TIMEOUT_MS), LMN_EXIT_CRASHED);
+	ck_assert_uint_lt(th_now_ms() - t0, TH_TIMEOUT_MS / 2);
+	ck_assert_int_eq(th_wait(pid, TH_TIMEOUT_MS), -1);
+	lmn_watch_close(w);
 	lmn_bus_leave(bus);
 }
 END_TEST
@@ -1141,6 +1199,8 @@ int main(void)
 	tcase_add_test(tc, fail_wakes_receiver_on_server_cpu);
 	tcase_add_test(tc, fail_delivers_inbox_first);
 	tcase_add_test(tc, initiator_killed_inside_its_wake);
+	tcase_add_test(tc, initiator_killed_inside_its_first_ring);
+	tcase_add_test(tc, roster_waker_killed_inside_its_wake);
 	tcase_add_test(tc, server_killed_inside_its_wake);
 	tcase_add_test(tc, route_next_redelivers);
 	tcase_add_test(tc, route_next_second_death);
