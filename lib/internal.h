@@ -191,7 +191,8 @@ static inline bool lmn__timer_passed(struct lmn__timer *t, int timeout_ms,
  * nothing for good. */
 int lmn__wait(uint32_t *word, uint32_t expected, uint64_t deadline_ns, int peer_fd,
 	      uint64_t peer_key, uint32_t *wake_ahead);
-/* Whether lmn__wait() polls a peer_fd it is given (the io_uring backend). */
+/* Whether lmn__wait() polls a peer_fd it is given, and sends a wake ahead
+ * (both: the io_uring backend). */
 bool lmn__wait_polls(void);
 void lmn__wake(uint32_t *word);
 /* Spin while cond(ctx) is false, for at most spin_ns; nonzero when cond

@@ -173,8 +173,8 @@ static int submit_and_reap(struct io_uring *ring, unsigned want, int *futex_res)
 }
 
 /* A completion that is not this wait's futex: a poll (the current one, or
- * one replaced since), the no-op linked to a poll, a wake ahead or a
- * cancel. */
+ * one replaced since), the deadline timer, the no-op linked to either, a
+ * wake ahead, a cancel or a timer move. */
 static void other_cqe(const struct io_uring_cqe *cqe)
 {
 	if (tl.timer_armed && cqe->user_data == tl.timer_ud) {
@@ -192,7 +192,8 @@ static void other_cqe(const struct io_uring_cqe *cqe)
 		tl.poll_fired = 1;
 }
 
-/* Completions posted while no wait was looking (a cancel, a poll).  With
+/* Completions posted while no wait was looking (a cancel, a poll, the
+ * timer).  With
  * deferred task work, one that has not been run yet shows up only in the
  * next io_uring_enter, which the wait's loop reads the same way. */
 static void drain(struct io_uring *ring)
@@ -242,6 +243,12 @@ static int give_up(struct io_uring *ring)
 	return -ENOSYS;
 }
 
+static void ns_to_ts(uint64_t ns, struct __kernel_timespec *ts)
+{
+	ts->tv_sec = (long long)(ns / 1000000000ull);
+	ts->tv_nsec = (long long)(ns % 1000000000ull);
+}
+
 /* Time left until an absolute CLOCK_MONOTONIC deadline; false once passed. */
 static bool time_left(uint64_t deadline_ns, struct __kernel_timespec *ts)
 {
@@ -249,22 +256,28 @@ static bool time_left(uint64_t deadline_ns, struct __kernel_timespec *ts)
 
 	if (now >= deadline_ns)
 		return false;
-	ts->tv_sec = (long long)((deadline_ns - now) / 1000000000ull);
-	ts->tv_nsec = (long long)((deadline_ns - now) % 1000000000ull);
+	ns_to_ts(deadline_ns - now, ts);
 	return true;
 }
 
-static void set_timer_ts(uint64_t at_ns)
+/* Link a no-op tagged nop_ud to sqe (prepared already: a prep clears the
+ * flags), so that sqe's completion makes two and ends an enter that waits
+ * for a futex wait and its wake ahead.  False when no SQE is free. */
+static bool link_nop(struct io_uring *ring, struct io_uring_sqe *sqe, uint64_t nop_ud)
 {
-	tl.timer_ts.tv_sec = (long long)(at_ns / 1000000000ull);
-	tl.timer_ts.tv_nsec = (long long)(at_ns % 1000000000ull);
+	struct io_uring_sqe *nop = io_uring_get_sqe(ring);
+
+	if (!nop)
+		return false;
+	sqe->flags |= IOSQE_IO_LINK;
+	io_uring_prep_nop(nop);
+	nop->user_data = nop_ud;
+	return true;
 }
 
 /*
  * See that the deadline timer fires no later than deadline_ns: arm it
- * (linked to a no-op, so that its firing makes two completions, as a
- * death does, and ends an enter that waits for the futex and a wake
- * ahead), or move an armed one that would fire later (counted in *moves
+ * (linked to a no-op, as a poll is), or move an armed one that would fire later (counted in *moves
  * until the move's completion is reaped).  One that fires earlier is
  * kept: when it does, the wait goes on with the enter's own timeout, and
  * the next wait arms it again.  A move fails if it comes after the timer
@@ -274,28 +287,24 @@ static void set_timer_ts(uint64_t at_ns)
  */
 static bool queue_timer(struct io_uring *ring, uint64_t deadline_ns, unsigned *moves)
 {
-	struct io_uring_sqe *sqe, *nop;
+	struct io_uring_sqe *sqe;
 
 	if (tl.timer_armed && tl.timer_at <= deadline_ns)
 		return true;
 	sqe = io_uring_get_sqe(ring);
 	if (!sqe)
 		return false;
-	set_timer_ts(deadline_ns);
+	ns_to_ts(deadline_ns, &tl.timer_ts);
 	if (tl.timer_armed) {
 		io_uring_prep_timeout_update(sqe, &tl.timer_ts, tl.timer_ud, IORING_TIMEOUT_ABS);
 		sqe->user_data = UD_TIMER_MOVE;
 		(*moves)++;
 	} else {
-		nop = io_uring_get_sqe(ring);
-		if (!nop)
-			return false;
 		io_uring_prep_timeout(sqe, &tl.timer_ts, 0, IORING_TIMEOUT_ABS);
 		tl.timer_ud = UD_POLL_FIRST + tl.next_ud++;
 		sqe->user_data = tl.timer_ud;
-		sqe->flags |= IOSQE_IO_LINK;
-		io_uring_prep_nop(nop);
-		nop->user_data = UD_TIMER_LINK;
+		if (!link_nop(ring, sqe, UD_TIMER_LINK))
+			return false;
 		tl.timer_armed = 1;
 	}
 	tl.timer_at = deadline_ns;
@@ -373,12 +382,8 @@ int lmn__uring_wait(uint32_t *word, uint32_t expected, uint64_t deadline_ns, int
 			io_uring_prep_poll_add(sqe, peer_fd, POLLIN);
 			tl.poll_ud = UD_POLL_FIRST + tl.next_ud++;
 			sqe->user_data = tl.poll_ud;
-			sqe->flags |= IOSQE_IO_LINK;
-			sqe = io_uring_get_sqe(ring);
-			if (!sqe)
+			if (!link_nop(ring, sqe, UD_POLL_LINK))
 				return give_up(ring);
-			io_uring_prep_nop(sqe);
-			sqe->user_data = UD_POLL_LINK;
 			tl.poll_key = peer_key;
 			tl.poll_armed = 1;
 			tl.poll_fired = 0;
